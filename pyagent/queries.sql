@@ -1,0 +1,1 @@
+-- Every statement pyagent sends to the pgagent schema, as named blocks.

@@ -1,0 +1,1 @@
+"""Step executors: each runs one step and returns a StepResult."""
