@@ -1,0 +1,445 @@
+"""The supervisor: connect, check the schema, sweep zombies, register, claim and run due
+jobs, wake up on time, survive outages, and shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from pyagent.db import TRANSIENT_ERRORS, ControlDB, Row, connection_kwargs
+from pyagent.job import Claim, JobContext, JobRun, compute_next_run, next_run_or_never
+from pyagent.logging import get_logger
+from pyagent.pools import StepPools
+from pyagent.resources import query
+from pyagent.settings import Settings
+
+NOTIFY_CHANNEL = "pyagent_jobs"
+# Time allowed to a statement on the service connection before it is presumed dead.
+SERVICE_STATEMENT_TIMEOUT = 30.0
+# When due jobs are locked by another agent's claim in progress, look again this soon.
+CONTENTION_RETRY = 0.05
+
+
+class FatalSchemaError(Exception):
+    """The database has no usable pgagent schema (logged with pgAgent's message)."""
+
+
+@dataclass
+class AgentState:
+    """What the rest of the process (health, metrics) may read about the agent."""
+
+    connected: bool = False
+    registered: bool = False
+    schema_ok: bool = False
+    in_recovery: bool = False
+    pid: int | None = None
+    reconnects: int = 0
+    running: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
+    jobs_started: int = 0
+    jobs_finished: dict[str, int] = field(default_factory=dict)
+
+
+class Agent:
+    """One pyagent process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = AgentState()
+        self.log = get_logger()
+        self.db = ControlDB(settings.conninfo, settings.control_pool_size,
+                            settings.application_name)
+        self.pools = StepPools(settings.max_connections_per_target, settings.connect_timeout)
+        self._service: psycopg.AsyncConnection[Row] | None = None
+        self._stop = asyncio.Event()
+        self._give_up = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._job_done = asyncio.Event()
+        self._has_notify_trigger = False
+        self._signals = 0
+        self.ctx = JobContext(settings, self.db, self.pools, self._give_up, self._current_pid)
+
+    # ---- public ------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming and shut down gracefully."""
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        self._install_signal_handlers()
+        await self.db.open()
+        side = [asyncio.create_task(self._supervise("listener", self._listen_forever))]
+        try:
+            await self._connect_loop()
+        finally:
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            await self._shutdown()
+        return 0
+
+    # ---- connection and registration ----------------------------------------------------
+
+    def _current_pid(self) -> int:
+        return self.state.pid or 0
+
+    async def _connect_loop(self) -> None:
+        attempt = 0
+        delay = 1.0
+        while not self._stop.is_set():
+            attempt += 1
+            try:
+                await self._connect_and_register()
+                attempt = 0
+                delay = 1.0
+                await self._poll_loop()
+                return  # stopping: keep the service connection for the shutdown
+            except FatalSchemaError:
+                pass  # already logged; wait and check again (the schema may appear)
+            except TRANSIENT_ERRORS + (asyncio.TimeoutError,) as exc:
+                if self.state.connected:
+                    self.log.warning(
+                        "Lost the connection to the database; reconnecting",
+                        always=True, error=str(exc).strip(),
+                    )
+                else:
+                    self.log.warning(f"Failed to create primary connection: {str(exc).strip()}")
+                    self.log.warning(
+                        f"Couldn't create the primary connection [Attempt #{attempt}]",
+                        always=True,
+                    )
+            await self._drop_service()
+            if self._stop.is_set():
+                break
+            await self._sleep(delay)
+            delay = min(delay * 2, self.settings.retry_interval)
+
+    async def _connect_and_register(self) -> None:
+        s = self.settings
+        self.log.debug("Creating primary connection")
+        self.log.debug(f"Creating DB connection: {s.safe_conninfo}")
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(
+                s.conninfo, autocommit=True,
+                **connection_kwargs(s.conninfo, s.application_name),
+            ),
+            timeout=s.connect_timeout + 5,
+        )
+        self._service = conn
+        self.state.connected = True
+        self.log.debug("Database sanity check")
+        count, pid = await self._service_fetchone("sanity_check")
+        if int(count) == 0:
+            self.state.schema_ok = False
+            self.log.error(
+                "Could not find the table 'pgagent.pga_job'. "
+                "Have you run pgagent.sql on this database?"
+            )
+            raise FatalSchemaError
+        (fn_count,) = await self._service_fetchone("version_function_exists")
+        if int(fn_count) != 1:
+            self.state.schema_ok = False
+            self.log.error(
+                "Couldn't find the function 'pgagent_schema_version' - please run "
+                'ALTER EXTENSION "pgagent" UPDATE;.'
+            )
+            raise FatalSchemaError
+        (version,) = await self._service_fetchone("schema_version")
+        if str(version) != "4":
+            self.state.schema_ok = False
+            self.log.error(
+                f"Unsupported schema version: {version}. Version 4 is required - please run "
+                'ALTER EXTENSION "pgagent" UPDATE;.'
+            )
+            raise FatalSchemaError
+        self.state.schema_ok = True
+        in_recovery, _tz, has_trigger = await self._service_fetchone("server_facts")
+        self._has_notify_trigger = bool(has_trigger)
+        self.state.in_recovery = bool(in_recovery)
+        if in_recovery:
+            self.log.warning("Connected to a standby server; waiting for a primary", always=True)
+            raise psycopg.OperationalError("the server is in recovery (a standby)")
+        old_pid = self.state.pid
+        await self._service_exec("remove_stale_self")
+        (new_pid,) = await self._service_fetchone("register_agent", {"station": s.station})
+        self.state.pid = int(new_pid)
+        self.state.registered = True
+        if old_pid is not None and old_pid != self.state.pid:
+            self.state.reconnects += 1
+            await self._adopt_claims(old_pid)
+            self.log.warning(
+                f"Reconnected to the database; agent registered again as pid {new_pid}",
+                always=True,
+            )
+        else:
+            self.log.debug(f"Agent registered as pid {new_pid} on station {s.station!r}")
+        self.log.debug("Clearing zombies")
+        await self.sweep_zombies()
+        self._wake.set()
+
+    async def _adopt_claims(self, old_pid: int) -> None:
+        """Jobs still running in this process keep running under the new identity."""
+        running = [jid for jid, t in self.state.running.items() if not t.done()]
+        if running:
+            await self._service_exec(
+                "adopt_claims",
+                {"new_pid": self.state.pid, "old_pid": old_pid, "job_ids": running},
+            )
+        await self._service_exec("unregister_agent", {"pid": old_pid})
+
+    async def _drop_service(self) -> None:
+        self.state.connected = False
+        self.state.registered = False
+        conn, self._service = self._service, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)
+
+    async def _service_cursor(self, name: str, params: dict[str, Any] | None) -> Any:
+        if self._service is None:
+            raise psycopg.OperationalError("no service connection")
+        return await asyncio.wait_for(
+            self._service.execute(query(name), params), timeout=SERVICE_STATEMENT_TIMEOUT
+        )
+
+    async def _service_fetchone(self, name: str, params: dict[str, Any] | None = None) -> Row:
+        cur = await self._service_cursor(name, params)
+        row = await cur.fetchone()
+        assert row is not None
+        return tuple(row)
+
+    async def _service_fetchall(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
+        cur = await self._service_cursor(name, params)
+        return [tuple(r) for r in await cur.fetchall()]
+
+    async def _service_exec(self, name: str, params: dict[str, Any] | None = None) -> int:
+        cur = await self._service_cursor(name, params)
+        return int(cur.rowcount)
+
+    def _own_pids(self) -> list[int]:
+        return [self.state.pid] if self.state.pid is not None else []
+
+    # ---- zombies -------------------------------------------------------------------------
+
+    async def sweep_zombies(self) -> int:
+        """Abort the logs of dead agents, release their jobs and delete their rows."""
+        zombies = await self._service_fetchall("find_zombie_agents", {"own_pids": self._own_pids()})
+        for (pid,) in zombies:
+            await self._clear_zombie(int(pid))
+        return len(zombies)
+
+    async def _clear_zombie(self, pid: int) -> None:
+        self.log.warning(f"Clearing zombie agent {pid}: its running jobs are marked aborted",
+                         always=True, agent_pid=pid)
+        await self._service_exec("abort_zombie_logs", {"pid": pid})
+        for (job_id,) in await self._service_fetchall("zombie_jobs", {"pid": pid}):
+            params = {"job_id": job_id, "pid": pid}
+            try:
+                await self._service_exec("release_zombie_job", params)
+            except psycopg.Error as exc:
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    raise
+                next_run, described = await compute_next_run(self.db, int(job_id))
+                self.log.warning(
+                    f"The schema could not compute the next run of job {job_id} "
+                    f"({str(exc).strip()}); schedules: {described}; "
+                    f"released with the next run computed by pyagent: {next_run}",
+                    job_id=job_id,
+                )
+                await self._service_exec(
+                    "release_zombie_job_at", {**params, "next_run": next_run_or_never(next_run)}
+                )
+        await self._service_exec("delete_agent", {"pid": pid})
+
+    # ---- the poll loop --------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        s = self.settings
+        while not self._stop.is_set():
+            self._wake.clear()
+            self._job_done.clear()
+            self._reap_finished()
+            capacity = max(0, s.max_jobs - len(self.state.running))
+            self.log.debug("Checking for jobs to run")
+            rows = await self._service_fetchall(
+                "claim_due_jobs",
+                {"pid": self.state.pid, "station": s.station, "limit": capacity,
+                 "own_pids": self._own_pids()},
+            )
+            claimed = 0
+            next_in: float | None = None
+            zombies = 0
+            for kind, job_id, nextrun, seconds in rows:
+                if kind == "claim":
+                    self._start_job(Claim(int(job_id), nextrun, int(self.state.pid or 0)))
+                    claimed += 1
+                elif kind == "next":
+                    next_in = None if seconds is None else float(seconds)
+                elif kind == "zombies":
+                    zombies = int(seconds or 0)
+            if zombies:
+                await self.sweep_zombies()
+            if self._stop.is_set():
+                break
+            more_due = next_in is not None and next_in <= 0
+            if more_due and len(self.state.running) < s.max_jobs:
+                if claimed == 0:
+                    # Locked by another agent's claim in progress: look again shortly.
+                    await self._wait_for(CONTENTION_RETRY, self._wake)
+                continue
+            if more_due:
+                # At the bound: wait for a job to finish (due jobs wait their turn).
+                await self._wait_for(s.poll_interval, self._wake, self._job_done)
+                continue
+            timeout = s.poll_interval
+            if next_in is not None:
+                timeout = min(timeout, next_in + 0.002)
+            if not claimed:
+                await self.pools.close_idle()
+            self.log.debug("Sleeping...")
+            await self._wait_for(timeout, self._wake)
+
+    def _start_job(self, claim: Claim) -> None:
+        self.log.debug(f"Creating job thread for job {claim.job_id}", job_id=claim.job_id)
+        run = JobRun(self.ctx, claim)
+        task = asyncio.create_task(run.run(), name=f"job-{claim.job_id}")
+        self.state.running[claim.job_id] = task
+        self.state.jobs_started += 1
+        task.add_done_callback(lambda t, c=claim: self._on_job_done(c, t))
+
+    def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
+        if self.state.running.get(claim.job_id) is task:
+            del self.state.running[claim.job_id]
+        status = "d" if task.cancelled() else (task.result() if task.exception() is None else "i")
+        self.state.jobs_finished[status] = self.state.jobs_finished.get(status, 0) + 1
+        self._job_done.set()
+
+    def _reap_finished(self) -> None:
+        for job_id, task in list(self.state.running.items()):
+            if task.done():
+                self.state.running.pop(job_id, None)
+
+    async def _wait_for(self, timeout: float, *events: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(e.wait()) for e in (*events, self._stop)]
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, timeout),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        await self._wait_for(seconds)
+
+    # ---- side tasks ---------------------------------------------------------------------
+
+    async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        """Keep a side task alive: a crash is logged and the task restarted."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning(f"Side task {name} failed: {exc!r}; restarting it", always=True)
+                await self._sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _listen_forever(self) -> None:
+        """LISTEN for "job may be due" notifications when the schema has pyagent's trigger."""
+        s = self.settings
+        delay = 1.0
+        while not self._stop.is_set():
+            if not (self.state.registered and self._has_notify_trigger):
+                await self._wait_for(s.poll_interval, self._wake)
+                continue
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    s.conninfo, autocommit=True,
+                    **connection_kwargs(s.conninfo, s.application_name + " listener"),
+                )
+            except TRANSIENT_ERRORS:
+                await self._sleep(delay)
+                delay = min(delay * 2, s.retry_interval)
+                continue
+            delay = 1.0
+            try:
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()  # anything sent while we were not listening
+                    async for _note in conn.notifies():
+                        self._wake.set()
+            except TRANSIENT_ERRORS:
+                await self._sleep(delay)
+
+    # ---- signals and shutdown -------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        self.log.warning("SIGHUP received: nothing to reload (the log file is reopened "
+                         "for every line)", always=True)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.log.warning(
+                f"{sig.name} received: no new jobs will start; waiting up to "
+                f"{self.settings.grace_period:g} s for {len(self.state.running)} running job(s)",
+                always=True,
+            )
+            self.request_stop()
+            return
+        self.log.warning(f"{sig.name} received again: stopping at once", always=True)
+        from pyagent.steps import batch
+
+        batch.kill_all_groups()
+        import os
+
+        os._exit(1)
+
+    async def _shutdown(self) -> None:
+        running = [t for t in self.state.running.values() if not t.done()]
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=self.settings.grace_period)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.log.warning(
+                    f"Grace period over: {len(pending)} running job(s) aborted", always=True
+                )
+                # Cancelled jobs record 'd' and release themselves; bound that too.
+                _done, still = await asyncio.wait(pending, timeout=15)
+                if still:
+                    self._give_up.set()
+                    await asyncio.wait(still, timeout=5)
+        self._give_up.set()
+        if self._service is not None and self.state.pid is not None:
+            with contextlib.suppress(Exception):
+                await self._service_exec("unregister_agent", {"pid": self.state.pid})
+        await self._drop_service()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pools.close_all(), timeout=5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.db.close(), timeout=10)
+        self.log.debug("pyagent stopped")
+
+
+async def run_agent(settings: Settings) -> int:
+    """Entry point used by the CLI."""
+    return await Agent(settings).run()

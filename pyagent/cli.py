@@ -1,0 +1,251 @@
+"""Command line: `pyagent [options] <connect-string>` (pgagent's syntax), `pyagent run`,
+and the `schema` commands. Only parses and delegates; the core never imports this."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from pyagent import __version__
+from pyagent import conninfo as ci
+
+COMMANDS = ("run", "schema", "version", "healthcheck", "demo")
+# Set by the re-exec that hides a password from the process's argument list.
+_HIDDEN_CONNINFO_ENV = "PYAGENT__HIDDEN_CONNINFO"
+
+
+def _join_conninfo(parts: Sequence[str]) -> str:
+    return " ".join(parts).strip()
+
+
+def _version_text() -> str:
+    return f"PostgreSQL Scheduling Agent (pyagent)\nVersion: {__version__}"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_text())
+        ctx.exit(0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Display version info and exit.")
+def main_group() -> None:
+    """pyagent: a drop-in replacement for the pgAgent job scheduler.
+
+    pgagent's syntax works unchanged: pyagent [options] <connect-string>
+    """
+
+
+@main_group.command("run")
+@click.option("-f", "--foreground", is_flag=True, envvar="PYAGENT_FOREGROUND",
+              help="Run in the foreground (do not detach from the terminal).")
+@click.option("-t", "--poll", "poll", type=click.IntRange(min=1), default=5, show_default=True,
+              envvar="PYAGENT_POLL", help="Poll interval in seconds (a safety net: the agent "
+              "also wakes when the next job is due and, with the notify trigger, on Run now).")
+@click.option("-r", "--retry", "retry", type=click.IntRange(min=10), default=30,
+              show_default=True, envvar="PYAGENT_RETRY",
+              help="Longest wait between reconnection attempts, in seconds (>= 10).")
+@click.option("-s", "--log-file", type=click.Path(dir_okay=False), envvar="PYAGENT_LOG_FILE",
+              help="Log file (messages go to stdout if not given).")
+@click.option("-l", "--log-level", type=click.IntRange(0, 2), default=0, show_default=True,
+              envvar="PYAGENT_LOG_LEVEL", help="Verbosity: 0=ERROR, 1=WARNING, 2=DEBUG.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, envvar="PYAGENT_LOG_FORMAT",
+              help="text: pgAgent-style lines; json: one structured event per line.")
+@click.option("--station", envvar="PYAGENT_STATION",
+              help="Name written to pga_jobagent.jagstation and matched against "
+              "jobhostagent (default: the host name).")
+@click.option("--max-jobs", type=click.IntRange(min=1), default=16, show_default=True,
+              envvar="PYAGENT_MAX_JOBS", help="Most jobs this agent runs at once.")
+@click.option("--max-connections-per-target", type=click.IntRange(min=1), default=8,
+              show_default=True, envvar="PYAGENT_MAX_CONNECTIONS_PER_TARGET",
+              help="Most connections open at once to one step target database.")
+@click.option("--grace-period", type=click.FloatRange(min=0), default=25.0, show_default=True,
+              envvar="PYAGENT_GRACE_PERIOD",
+              help="On SIGTERM, seconds running jobs may take before they are aborted.")
+@click.option("--connect-timeout", type=click.FloatRange(min=1), default=10.0,
+              show_default=True, envvar="PYAGENT_CONNECT_TIMEOUT",
+              help="Seconds to wait for a connection to a step's database.")
+@click.option("--no-batch", is_flag=True, envvar="PYAGENT_NO_BATCH",
+              help="Refuse to run batch (shell) steps; they fail with a clear message.")
+@click.option("--batch-env", type=click.Choice(["inherit", "clean"]), default="inherit",
+              show_default=True, envvar="PYAGENT_BATCH_ENV",
+              help="inherit: batch steps get the agent's environment (as in pgAgent); "
+              "clean: only a minimal, secret-free environment.")
+@click.option("--no-listen", is_flag=True, envvar="PYAGENT_NO_LISTEN",
+              help="Do not LISTEN for Run now notifications; rely on polling only.")
+@click.argument("connect_string", nargs=-1)
+def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
+    """Run the agent: pyagent run [options] <connect-string>."""
+    from pyagent.settings import Settings
+
+    hidden = os.environ.pop(_HIDDEN_CONNINFO_ENV, None)
+    conninfo = hidden if hidden is not None else _join_conninfo(connect_string)
+    if not conninfo:
+        conninfo = os.environ.get("PYAGENT_CONNINFO", "")
+    if not conninfo and not any(k.startswith("PG") for k in os.environ):
+        raise click.UsageError("a connection string is required (or set PYAGENT_CONNINFO)")
+    try:
+        ci.parse(conninfo)
+    except ci.ConninfoError as exc:
+        raise click.UsageError(
+            f"Primary connection string is not valid! {ci.mask_text(str(exc))}"
+        ) from exc
+    if hidden is None and ci.secrets_of(conninfo):
+        _reexec_without_password(conninfo)
+    station = options["station"]
+    settings = Settings(
+        conninfo=conninfo,
+        poll_interval=float(options["poll"]),
+        retry_interval=float(options["retry"]),
+        log_level=options["log_level"],
+        log_file=options["log_file"],
+        log_format=options["log_format"],
+        max_jobs=options["max_jobs"],
+        max_connections_per_target=options["max_connections_per_target"],
+        grace_period=options["grace_period"],
+        connect_timeout=options["connect_timeout"],
+        allow_batch=not options["no_batch"],
+        batch_env=options["batch_env"],
+        listen=not options["no_listen"],
+        **({"station": station} if station else {}),
+    )
+    _start(settings, foreground=options["foreground"])
+
+
+def _reexec_without_password(conninfo: str) -> None:
+    """Start again with the password out of argv (visible in ps); the real connection
+    string travels in the environment, which only this user and root can read."""
+    secrets = ci.secrets_of(conninfo)
+    argv = []
+    for arg in sys.argv[1:]:
+        for secret in secrets:
+            arg = arg.replace(secret, "*****")
+        argv.append(arg)
+    os.environ[_HIDDEN_CONNINFO_ENV] = conninfo
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "pyagent", *argv])
+
+
+def _daemonize() -> None:
+    """Detach like a well-mannered daemon: fork, new session, stdin from /dev/null.
+    The working directory and stdout are kept, as pgAgent keeps them (batch steps and the
+    log without -s depend on them)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def _start(settings: Any, foreground: bool) -> None:
+    from pyagent import logging as plog
+    from pyagent.agent import run_agent
+
+    plog.configure(settings.log_level, settings.log_file, settings.log_format)
+    plog.register_secrets(ci.secrets_of(settings.conninfo))
+    if not foreground:
+        _daemonize()
+    code = asyncio.run(run_agent(settings))
+    sys.exit(code)
+
+
+@main_group.command("version")
+def version_command() -> None:
+    """Print the version."""
+    click.echo(_version_text())
+
+
+@main_group.group("schema")
+def schema_group() -> None:
+    """Install, check or print the pgagent schema."""
+
+
+@schema_group.command("install")
+@click.option("--with-notify", is_flag=True,
+              help="Also add pyagent's trigger that wakes agents on Run now (optional).")
+@click.argument("dsn")
+def schema_install(dsn: str, with_notify: bool) -> None:
+    """Create the pgagent schema (version 4) in the database DSN, in one transaction."""
+    from pyagent import schema
+
+    try:
+        schema.install(dsn, with_notify=with_notify)
+    except schema.SchemaExists as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        raise click.ClickException(f"install failed, nothing was changed: {_clean(exc)}") from exc
+    click.echo("pgagent schema version 4 installed" + (" with the notify trigger" if with_notify
+                                                      else ""))
+
+
+@schema_group.command("check")
+@click.argument("dsn")
+def schema_check(dsn: str) -> None:
+    """Report whether the pgagent schema in DSN is usable by the agent (exit 0/1)."""
+    from pyagent import schema
+
+    try:
+        report = schema.check(dsn)
+    except Exception as exc:
+        click.echo(f"cannot check: {_clean(exc)}", err=True)
+        sys.exit(1)
+    click.echo(report.render())
+    sys.exit(0 if report.ok else 1)
+
+
+@schema_group.command("sql")
+@click.option("--with-notify", is_flag=True, help="Include pyagent's notify trigger.")
+def schema_sql(with_notify: bool) -> None:
+    """Print the SQL that creates the schema, for a DBA to review and run with psql."""
+    from pyagent import resources
+
+    click.echo(resources.install_script(with_notify=with_notify), nl=False)
+
+
+@schema_group.command("add-notify")
+@click.argument("dsn")
+def schema_add_notify(dsn: str) -> None:
+    """Add pyagent's notify trigger to an existing schema (ours or the extension's)."""
+    from pyagent import notify
+
+    try:
+        added = notify.add_notify_trigger(dsn)
+    except Exception as exc:
+        raise click.ClickException(_clean(exc)) from exc
+    click.echo("notify trigger added" if added else "notify trigger already present")
+
+
+def _clean(exc: BaseException) -> str:
+    return ci.mask_text(str(exc).strip().replace("\n", " "))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point; pgagent-style invocations are routed to `run`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-v", "--version"):
+        args = ["run", *args]
+    elif not args:
+        args = ["run"]
+    try:
+        main_group.main(args=args, prog_name="pyagent", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.UsageError as exc:
+        click.echo(f"pyagent: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"pyagent: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)

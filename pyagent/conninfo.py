@@ -1,0 +1,65 @@
+"""Connection strings: parsing, per-step targets, and masking secrets for display."""
+
+from __future__ import annotations
+
+import re
+
+from psycopg import conninfo as pgconninfo
+
+SECRET_KEYS = frozenset({"password", "sslpassword"})
+_URI_PASSWORD = re.compile(r"(?P<prefix>postgres(?:ql)?://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)")
+_KV_PASSWORD = re.compile(
+    r"(?P<prefix>\b(?:password|sslpassword)\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s]*)"
+)
+
+
+class ConninfoError(ValueError):
+    """A connection string that libpq cannot parse."""
+
+
+def parse(conninfo: str) -> dict[str, str]:
+    """Parse a libpq conninfo or URI into keywords; raise ConninfoError when invalid."""
+    try:
+        return {k: str(v) for k, v in pgconninfo.conninfo_to_dict(conninfo).items()}
+    except Exception as exc:  # psycopg raises ProgrammingError with libpq's message
+        raise ConninfoError(str(exc).strip()) from exc
+
+
+def with_dbname(conninfo: str, dbname: str) -> str:
+    """The agent's own connection options with another database (a jstdbname step)."""
+    return pgconninfo.make_conninfo(conninfo, dbname=dbname)
+
+
+def mask_conninfo(conninfo: str) -> str:
+    """Replace every password in a conninfo or URI by *****, keeping the rest readable."""
+    try:
+        params = parse(conninfo)
+    except ConninfoError:
+        return mask_text(conninfo)
+    if not any(key in params for key in SECRET_KEYS):
+        return conninfo
+    return " ".join(
+        f"{key}=*****" if key in SECRET_KEYS else f"{key}={_quote(value)}"
+        for key, value in params.items()
+    )
+
+
+def mask_text(text: str) -> str:
+    """Mask password=... and URI passwords anywhere inside a free text."""
+    text = _URI_PASSWORD.sub(lambda m: m.group("prefix") + "*****", text)
+    return _KV_PASSWORD.sub(lambda m: m.group("prefix") + "*****", text)
+
+
+def secrets_of(conninfo: str) -> list[str]:
+    """The secret values found in a conninfo (to scrub them from any text)."""
+    try:
+        params = parse(conninfo)
+    except ConninfoError:
+        return []
+    return [value for key, value in params.items() if key in SECRET_KEYS and value]
+
+
+def _quote(value: str) -> str:
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

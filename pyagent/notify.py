@@ -1,0 +1,27 @@
+"""pyagent's optional NOTIFY trigger, which lets agents react to "Run now" at once."""
+
+from __future__ import annotations
+
+import psycopg
+
+from pyagent import resources
+
+
+def has_notify_trigger(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """True when pgagent.pga_job carries pyagent's notify trigger."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_catalog.pg_trigger"
+        " WHERE tgname = 'pyagent_notify_trigger'"
+        " AND tgrelid = 'pgagent.pga_job'::pg_catalog.regclass"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def add_notify_trigger(conninfo: str) -> bool:
+    """Add the trigger to an existing schema (ours or the extension's); False if present."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if has_notify_trigger(conn):
+            return False
+        with conn.transaction():
+            conn.execute(resources.read_sql_file(resources.NOTIFY_FILE).encode())
+    return True

@@ -1,0 +1,50 @@
+"""The agent's configuration: one frozen, typed object built by the CLI."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pyagent.conninfo import mask_conninfo
+
+LogFormat = Literal["text", "json"]
+BatchEnv = Literal["inherit", "clean"]
+
+# pgAgent's -l values.
+LOG_ERROR = 0
+LOG_WARNING = 1
+LOG_DEBUG = 2
+
+
+def default_station() -> str:
+    """The host name pgAgent would use (gethostname), matched against jobhostagent."""
+    return socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the agent needs to run; built once, never mutated."""
+
+    conninfo: str
+    poll_interval: float = 5.0
+    retry_interval: float = 30.0
+    log_level: int = LOG_ERROR
+    log_file: str | None = None
+    log_format: LogFormat = "text"
+    station: str = field(default_factory=default_station)
+    max_jobs: int = 16
+    max_connections_per_target: int = 8
+    control_pool_size: int = 4
+    connect_timeout: float = 10.0
+    grace_period: float = 25.0
+    listen: bool = True
+    allow_batch: bool = True
+    batch_env: BatchEnv = "inherit"
+    max_output_bytes: int = 1024 * 1024
+    application_name: str = "pyagent"
+
+    @property
+    def safe_conninfo(self) -> str:
+        """The connection string with any password masked, for logs and titles."""
+        return mask_conninfo(self.conninfo)

@@ -1,0 +1,107 @@
+"""SQL steps: run a step's code on its target database, as pgAgent does.
+
+The code is sent in one simple-query call on an autocommit connection with no parameters,
+so several statements run as one implicit transaction, `%` is not special, and VACUUM
+works as a single statement. jslresult is the row count of the last command, or -1 on
+error; jsloutput is empty on success, or the server's error text. Unlike pgAgent, NOTICE
+and WARNING messages raised by the step are kept in jsloutput too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import psycopg
+from psycopg import pq
+from psycopg.errors import Diagnostic
+
+from pyagent.logging import scrub
+from pyagent.pools import StepConnection, TargetPool
+from pyagent.steps.result import StepOutcome, clean_text
+
+NO_CONNECTION = "Couldn't get a connection to the database!"
+EMPTY_CODE = "ERROR:  the step's SQL is empty: there is no statement to execute"
+COPY_UNSUPPORTED = (
+    "ERROR:  COPY ... FROM STDIN / TO STDOUT cannot be used in a job step "
+    "(there is no client to exchange data with); use COPY with a server file or a program"
+)
+
+
+def _format_notice(diag: Diagnostic) -> str:
+    lines = [f"{diag.severity or 'NOTICE'}:  {diag.message_primary or ''}"]
+    if diag.message_detail:
+        lines.append(f"DETAIL:  {diag.message_detail}")
+    if diag.message_hint:
+        lines.append(f"HINT:  {diag.message_hint}")
+    return "\n".join(lines)
+
+
+def _error_text(exc: psycopg.Error) -> str:
+    if exc.pgresult is not None and exc.pgresult.error_message:
+        return exc.pgresult.error_message.decode("utf-8", "replace").strip()
+    return str(exc).strip()
+
+
+async def run_sql_step(pool: TargetPool, code: str, max_output_bytes: int) -> StepOutcome:
+    """Execute one SQL step on a connection of `pool`; never raises except on cancellation."""
+    async with AsyncExitStack() as stack:
+        try:
+            conn = await stack.enter_async_context(pool.connection())
+        except (psycopg.Error, OSError) as exc:
+            reason = scrub(str(exc).strip())
+            output = f"{NO_CONNECTION}\n{reason}" if reason else NO_CONNECTION
+            return StepOutcome(False, -1, clean_text(output, max_output_bytes))
+        return await _execute(conn, code, max_output_bytes)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _execute(conn: StepConnection, code: str, max_output_bytes: int) -> StepOutcome:
+    notices: list[str] = []
+
+    def on_notice(diag: Diagnostic) -> None:
+        notices.append(_format_notice(diag))
+
+    conn.add_notice_handler(on_notice)
+    try:
+        outcome = await _run(conn, code)
+    except asyncio.CancelledError:
+        # Stop the statement on the server before giving up the connection.
+        await _cancel_and_close(conn)
+        raise
+    finally:
+        conn.remove_notice_handler(on_notice)
+    text = "\n".join([*notices, outcome.output] if outcome.output else notices)
+    return StepOutcome(outcome.succeeded, outcome.result, clean_text(text, max_output_bytes))
+
+
+async def _run(conn: StepConnection, code: str) -> StepOutcome:
+    if not code.strip():
+        return StepOutcome(False, -1, EMPTY_CODE)
+    cur = conn.cursor()
+    try:
+        await cur.execute(code.encode("utf-8"), prepare=False)
+    except psycopg.Error as exc:
+        if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
+            # psycopg refused the result (a COPY to or from the client); the connection is
+            # mid-protocol and must not be reused.
+            await conn.close()
+            return StepOutcome(False, -1, COPY_UNSUPPORTED)
+        return StepOutcome(False, -1, _error_text(exc))
+    last = cur.pgresult
+    while cur.nextset():
+        last = cur.pgresult
+    if last is None or last.status == pq.ExecStatus.EMPTY_QUERY:
+        return StepOutcome(False, -1, EMPTY_CODE)
+    return StepOutcome(True, last.command_tuples or 0, "")
+
+
+async def _cancel_and_close(conn: StepConnection) -> None:
+    try:
+        await asyncio.wait_for(conn.cancel_safe(), timeout=5)
+    except Exception:  # noqa: S110 - best effort: the connection is closed right after
+        pass
+    try:
+        await conn.close()
+    except Exception:  # noqa: S110
+        pass
