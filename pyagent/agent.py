@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ NOTIFY_CHANNEL = "pyagent_jobs"
 SERVICE_STATEMENT_TIMEOUT = 30.0
 # When due jobs are locked by another agent's claim in progress, look again this soon.
 CONTENTION_RETRY = 0.05
+# A statement on the service connection that times out means the connection is dead too.
+RECONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT_ERRORS)
 
 
 class FatalSchemaError(Exception):
@@ -52,8 +55,9 @@ class Agent:
         self.settings = settings
         self.state = AgentState()
         self.log = get_logger()
-        self.db = ControlDB(settings.conninfo, settings.control_pool_size,
-                            settings.application_name)
+        self.db = ControlDB(
+            settings.conninfo, settings.control_pool_size, settings.application_name
+        )
         self.pools = StepPools(settings.max_connections_per_target, settings.connect_timeout)
         self._service: psycopg.AsyncConnection[Row] | None = None
         self._stop = asyncio.Event()
@@ -103,11 +107,12 @@ class Agent:
                 return  # stopping: keep the service connection for the shutdown
             except FatalSchemaError:
                 pass  # already logged; wait and check again (the schema may appear)
-            except TRANSIENT_ERRORS + (asyncio.TimeoutError,) as exc:
+            except RECONNECT_ERRORS as exc:
                 if self.state.connected:
                     self.log.warning(
                         "Lost the connection to the database; reconnecting",
-                        always=True, error=str(exc).strip(),
+                        always=True,
+                        error=str(exc).strip(),
                     )
                 else:
                     self.log.warning(f"Failed to create primary connection: {str(exc).strip()}")
@@ -127,7 +132,8 @@ class Agent:
         self.log.debug(f"Creating DB connection: {s.safe_conninfo}")
         conn = await asyncio.wait_for(
             psycopg.AsyncConnection.connect(
-                s.conninfo, autocommit=True,
+                s.conninfo,
+                autocommit=True,
                 **connection_kwargs(s.conninfo, s.application_name),
             ),
             timeout=s.connect_timeout + 5,
@@ -135,7 +141,7 @@ class Agent:
         self._service = conn
         self.state.connected = True
         self.log.debug("Database sanity check")
-        count, pid = await self._service_fetchone("sanity_check")
+        count, _pid = await self._service_fetchone("sanity_check")
         if int(count) == 0:
             self.state.schema_ok = False
             self.log.error(
@@ -236,8 +242,11 @@ class Agent:
         return len(zombies)
 
     async def _clear_zombie(self, pid: int) -> None:
-        self.log.warning(f"Clearing zombie agent {pid}: its running jobs are marked aborted",
-                         always=True, agent_pid=pid)
+        self.log.warning(
+            f"Clearing zombie agent {pid}: its running jobs are marked aborted",
+            always=True,
+            agent_pid=pid,
+        )
         await self._service_exec("abort_zombie_logs", {"pid": pid})
         for (job_id,) in await self._service_fetchall("zombie_jobs", {"pid": pid}):
             params = {"job_id": job_id, "pid": pid}
@@ -270,8 +279,12 @@ class Agent:
             self.log.debug("Checking for jobs to run")
             rows = await self._service_fetchall(
                 "claim_due_jobs",
-                {"pid": self.state.pid, "station": s.station, "limit": capacity,
-                 "own_pids": self._own_pids()},
+                {
+                    "pid": self.state.pid,
+                    "station": s.station,
+                    "limit": capacity,
+                    "own_pids": self._own_pids(),
+                },
             )
             claimed = 0
             next_in: float | None = None
@@ -312,7 +325,7 @@ class Agent:
         task = asyncio.create_task(run.run(), name=f"job-{claim.job_id}")
         self.state.running[claim.job_id] = task
         self.state.jobs_started += 1
-        task.add_done_callback(lambda t, c=claim: self._on_job_done(c, t))
+        task.add_done_callback(functools.partial(self._on_job_done, claim))
 
     def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
         if self.state.running.get(claim.job_id) is task:
@@ -329,8 +342,9 @@ class Agent:
     async def _wait_for(self, timeout: float, *events: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(e.wait()) for e in (*events, self._stop)]
         try:
-            await asyncio.wait(waiters, timeout=max(0.0, timeout),
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waiters, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for w in waiters:
                 w.cancel()
@@ -364,7 +378,8 @@ class Agent:
                 continue
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    s.conninfo, autocommit=True,
+                    s.conninfo,
+                    autocommit=True,
                     **connection_kwargs(s.conninfo, s.application_name + " listener"),
                 )
             except TRANSIENT_ERRORS:
@@ -392,8 +407,10 @@ class Agent:
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     def _on_sighup(self) -> None:
-        self.log.warning("SIGHUP received: nothing to reload (the log file is reopened "
-                         "for every line)", always=True)
+        self.log.warning(
+            "SIGHUP received: nothing to reload (the log file is reopened for every line)",
+            always=True,
+        )
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1

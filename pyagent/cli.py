@@ -34,8 +34,15 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version, help="Display version info and exit.")
+@click.option(
+    "-v",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Display version info and exit.",
+)
 def main_group() -> None:
     """pyagent: a drop-in replacement for the pgAgent job scheduler.
 
@@ -44,43 +51,117 @@ def main_group() -> None:
 
 
 @main_group.command("run")
-@click.option("-f", "--foreground", is_flag=True, envvar="PYAGENT_FOREGROUND",
-              help="Run in the foreground (do not detach from the terminal).")
-@click.option("-t", "--poll", "poll", type=click.IntRange(min=1), default=5, show_default=True,
-              envvar="PYAGENT_POLL", help="Poll interval in seconds (a safety net: the agent "
-              "also wakes when the next job is due and, with the notify trigger, on Run now).")
-@click.option("-r", "--retry", "retry", type=click.IntRange(min=10), default=30,
-              show_default=True, envvar="PYAGENT_RETRY",
-              help="Longest wait between reconnection attempts, in seconds (>= 10).")
-@click.option("-s", "--log-file", type=click.Path(dir_okay=False), envvar="PYAGENT_LOG_FILE",
-              help="Log file (messages go to stdout if not given).")
-@click.option("-l", "--log-level", type=click.IntRange(0, 2), default=0, show_default=True,
-              envvar="PYAGENT_LOG_LEVEL", help="Verbosity: 0=ERROR, 1=WARNING, 2=DEBUG.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, envvar="PYAGENT_LOG_FORMAT",
-              help="text: pgAgent-style lines; json: one structured event per line.")
-@click.option("--station", envvar="PYAGENT_STATION",
-              help="Name written to pga_jobagent.jagstation and matched against "
-              "jobhostagent (default: the host name).")
-@click.option("--max-jobs", type=click.IntRange(min=1), default=16, show_default=True,
-              envvar="PYAGENT_MAX_JOBS", help="Most jobs this agent runs at once.")
-@click.option("--max-connections-per-target", type=click.IntRange(min=1), default=8,
-              show_default=True, envvar="PYAGENT_MAX_CONNECTIONS_PER_TARGET",
-              help="Most connections open at once to one step target database.")
-@click.option("--grace-period", type=click.FloatRange(min=0), default=25.0, show_default=True,
-              envvar="PYAGENT_GRACE_PERIOD",
-              help="On SIGTERM, seconds running jobs may take before they are aborted.")
-@click.option("--connect-timeout", type=click.FloatRange(min=1), default=10.0,
-              show_default=True, envvar="PYAGENT_CONNECT_TIMEOUT",
-              help="Seconds to wait for a connection to a step's database.")
-@click.option("--no-batch", is_flag=True, envvar="PYAGENT_NO_BATCH",
-              help="Refuse to run batch (shell) steps; they fail with a clear message.")
-@click.option("--batch-env", type=click.Choice(["inherit", "clean"]), default="inherit",
-              show_default=True, envvar="PYAGENT_BATCH_ENV",
-              help="inherit: batch steps get the agent's environment (as in pgAgent); "
-              "clean: only a minimal, secret-free environment.")
-@click.option("--no-listen", is_flag=True, envvar="PYAGENT_NO_LISTEN",
-              help="Do not LISTEN for Run now notifications; rely on polling only.")
+@click.option(
+    "-f",
+    "--foreground",
+    is_flag=True,
+    envvar="PYAGENT_FOREGROUND",
+    help="Run in the foreground (do not detach from the terminal).",
+)
+@click.option(
+    "-t",
+    "--poll",
+    "poll",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    envvar="PYAGENT_POLL",
+    help="Poll interval in seconds (a safety net: the agent "
+    "also wakes when the next job is due and, with the notify trigger, on Run now).",
+)
+@click.option(
+    "-r",
+    "--retry",
+    "retry",
+    type=click.IntRange(min=10),
+    default=30,
+    show_default=True,
+    envvar="PYAGENT_RETRY",
+    help="Longest wait between reconnection attempts, in seconds (>= 10).",
+)
+@click.option(
+    "-s",
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    envvar="PYAGENT_LOG_FILE",
+    help="Log file (messages go to stdout if not given).",
+)
+@click.option(
+    "-l",
+    "--log-level",
+    type=click.IntRange(0, 2),
+    default=0,
+    show_default=True,
+    envvar="PYAGENT_LOG_LEVEL",
+    help="Verbosity: 0=ERROR, 1=WARNING, 2=DEBUG.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="PYAGENT_LOG_FORMAT",
+    help="text: pgAgent-style lines; json: one structured event per line.",
+)
+@click.option(
+    "--station",
+    envvar="PYAGENT_STATION",
+    help="Name written to pga_jobagent.jagstation and matched against "
+    "jobhostagent (default: the host name).",
+)
+@click.option(
+    "--max-jobs",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    envvar="PYAGENT_MAX_JOBS",
+    help="Most jobs this agent runs at once.",
+)
+@click.option(
+    "--max-connections-per-target",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    envvar="PYAGENT_MAX_CONNECTIONS_PER_TARGET",
+    help="Most connections open at once to one step target database.",
+)
+@click.option(
+    "--grace-period",
+    type=click.FloatRange(min=0),
+    default=25.0,
+    show_default=True,
+    envvar="PYAGENT_GRACE_PERIOD",
+    help="On SIGTERM, seconds running jobs may take before they are aborted.",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=1),
+    default=10.0,
+    show_default=True,
+    envvar="PYAGENT_CONNECT_TIMEOUT",
+    help="Seconds to wait for a connection to a step's database.",
+)
+@click.option(
+    "--no-batch",
+    is_flag=True,
+    envvar="PYAGENT_NO_BATCH",
+    help="Refuse to run batch (shell) steps; they fail with a clear message.",
+)
+@click.option(
+    "--batch-env",
+    type=click.Choice(["inherit", "clean"]),
+    default="inherit",
+    show_default=True,
+    envvar="PYAGENT_BATCH_ENV",
+    help="inherit: batch steps get the agent's environment (as in pgAgent); "
+    "clean: only a minimal, secret-free environment.",
+)
+@click.option(
+    "--no-listen",
+    is_flag=True,
+    envvar="PYAGENT_NO_LISTEN",
+    help="Do not LISTEN for Run now notifications; rely on polling only.",
+)
 @click.argument("connect_string", nargs=-1)
 def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
     """Run the agent: pyagent run [options] <connect-string>."""
@@ -126,12 +207,13 @@ def _reexec_without_password(conninfo: str) -> None:
     secrets = ci.secrets_of(conninfo)
     argv = []
     for arg in sys.argv[1:]:
+        masked = arg
         for secret in secrets:
-            arg = arg.replace(secret, "*****")
-        argv.append(arg)
+            masked = masked.replace(secret, "*****")
+        argv.append(masked)
     os.environ[_HIDDEN_CONNINFO_ENV] = conninfo
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "pyagent", *argv])
+    os.execv(sys.executable, [sys.executable, "-m", "pyagent", *argv])  # noqa: S606
 
 
 def _daemonize() -> None:
@@ -172,8 +254,11 @@ def schema_group() -> None:
 
 
 @schema_group.command("install")
-@click.option("--with-notify", is_flag=True,
-              help="Also add pyagent's trigger that wakes agents on Run now (optional).")
+@click.option(
+    "--with-notify",
+    is_flag=True,
+    help="Also add pyagent's trigger that wakes agents on Run now (optional).",
+)
 @click.argument("dsn")
 def schema_install(dsn: str, with_notify: bool) -> None:
     """Create the pgagent schema (version 4) in the database DSN, in one transaction."""
@@ -185,8 +270,9 @@ def schema_install(dsn: str, with_notify: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:
         raise click.ClickException(f"install failed, nothing was changed: {_clean(exc)}") from exc
-    click.echo("pgagent schema version 4 installed" + (" with the notify trigger" if with_notify
-                                                      else ""))
+    click.echo(
+        "pgagent schema version 4 installed" + (" with the notify trigger" if with_notify else "")
+    )
 
 
 @schema_group.command("check")

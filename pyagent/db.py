@@ -85,13 +85,15 @@ class ControlDB:
         self, name: str, params: Mapping[str, Any] | None, give_up: asyncio.Event
     ) -> list[Row] | None:
         """Like fetch, but waits out transient outages until give_up is set (then None)."""
-        return await self._retrying(self.fetch, name, params, give_up)
+        rows: list[Row] | None = await self._retrying(self.fetch, name, params, give_up)
+        return rows
 
     async def execute_retrying(
         self, name: str, params: Mapping[str, Any] | None, give_up: asyncio.Event
     ) -> int | None:
         """Like execute, but waits out transient outages until give_up is set (then None)."""
-        return await self._retrying(self.execute, name, params, give_up)
+        count: int | None = await self._retrying(self.execute, name, params, give_up)
+        return count
 
     async def _retrying(self, fn: Any, name: str, params: Any, give_up: asyncio.Event) -> Any:
         delay = 0.2

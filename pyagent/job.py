@@ -91,20 +91,28 @@ async def execute_step(ctx: JobContext, job_id: int, step: Step) -> StepOutcome:
     log = get_logger()
     limit = ctx.settings.max_output_bytes
     if step.kind == "s":
-        log.debug(f"Executing SQL step {step.step_id}(part of job {job_id})",
-                  job_id=job_id, step_id=step.step_id)
+        log.debug(
+            f"Executing SQL step {step.step_id}(part of job {job_id})",
+            job_id=job_id,
+            step_id=step.step_id,
+        )
         try:
             target = step_target(ctx.settings, step)
         except ci.ConninfoError as exc:
             log.warning(
                 f'Failed to parse the connection string "{ci.mask_conninfo(step.connstr)}" '
-                f"with error: {exc}", job_id=job_id, step_id=step.step_id,
+                f"with error: {exc}",
+                job_id=job_id,
+                step_id=step.step_id,
             )
             return StepOutcome(False, -1, f"{NO_CONNECTION}\ninvalid connection string: {exc}")
         return await run_sql_step(ctx.pools.for_target(target), step.code, limit)
     if step.kind == "b":
-        log.debug(f"Executing batch step{step.step_id}(part of job {job_id})",
-                  job_id=job_id, step_id=step.step_id)
+        log.debug(
+            f"Executing batch step{step.step_id}(part of job {job_id})",
+            job_id=job_id,
+            step_id=step.step_id,
+        )
         if not ctx.settings.allow_batch:
             return StepOutcome(False, -1, BATCH_DISABLED)
         options = BatchOptions(env_mode=ctx.settings.batch_env, max_output_bytes=limit)
@@ -142,8 +150,13 @@ class JobRun:
             self.log.warning(f"Job {job_id} ended with an internal error: {exc!r}", job_id=job_id)
         await asyncio.shield(self._finish())
         duration_ms = round((time.monotonic() - started) * 1000)
-        self.log.debug(f"Completed job: {job_id}", job_id=job_id, jlgid=self.jlgid,
-                       status=self.status, duration_ms=duration_ms)
+        self.log.debug(
+            f"Completed job: {job_id}",
+            job_id=job_id,
+            jlgid=self.jlgid,
+            status=self.status,
+            duration_ms=duration_ms,
+        )
         return self.status
 
     async def _run_steps(self) -> None:
@@ -168,8 +181,9 @@ class JobRun:
         )
         if not rows:
             # The step was deleted (or the database is gone for good): an internal error.
-            self.log.warning(f"Value of rc is 0 for job {job_id}", job_id=job_id,
-                             step_id=step.step_id)
+            self.log.warning(
+                f"Value of rc is 0 for job {job_id}", job_id=job_id, step_id=step.step_id
+            )
             self.status = "i"
             return False
         self.current_jslid = int(rows[0][0])
@@ -196,7 +210,10 @@ class JobRun:
         )
         self.log.debug(
             f"Step {step.step_id} of job {job_id} finished with status {step_status}",
-            job_id=job_id, step_id=step.step_id, jlgid=self.jlgid, status=step_status,
+            job_id=job_id,
+            step_id=step.step_id,
+            jlgid=self.jlgid,
+            status=step_status,
             result=outcome.result,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
@@ -272,9 +289,7 @@ async def compute_next_run(db: ControlDB, job_id: int) -> tuple[datetime | None,
         tz_row = await (await conn.execute("SELECT now(), current_setting('TimeZone')")).fetchone()
         assert tz_row is not None
         now, tzname = tz_row
-        cur = await conn.execute(
-            query("job_schedules"), {"job_id": job_id}
-        )
+        cur = await conn.execute(query("job_schedules"), {"job_id": job_id})
         rows = await cur.fetchall()
         ids = [r[0] for r in rows]
         cur = await conn.execute(
@@ -286,6 +301,9 @@ async def compute_next_run(db: ControlDB, job_id: int) -> tuple[datetime | None,
         tz = ZoneInfo(tzname)
     except (ZoneInfoNotFoundError, ValueError):
         tz = ZoneInfo("UTC")
-    specs = schedule.specs_from_rows(rows, exc_rows)
+    by_schedule: dict[int, list[tuple[Any, ...]]] = {}
+    for jexscid, jexdate, jextime in exc_rows:
+        by_schedule.setdefault(int(jexscid), []).append((jexdate, jextime))
+    specs = [schedule.ScheduleSpec.from_row(r, by_schedule.get(int(r[0]), [])) for r in rows]
     described = "; ".join(schedule.describe(s) for s in specs) or "none"
     return schedule.next_run_for_schedules(specs, now, tz), described

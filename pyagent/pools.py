@@ -11,6 +11,7 @@ and healthy is reset with DISCARD ALL; anything else is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -32,7 +33,9 @@ class _Idle:
 class TargetPool:
     """Connections to one target, at most max_size at a time."""
 
-    def __init__(self, conninfo: str, max_size: int, connect_timeout: float, max_idle: float) -> None:
+    def __init__(
+        self, conninfo: str, max_size: int, connect_timeout: float, max_idle: float
+    ) -> None:
         self.conninfo = conninfo
         self.max_size = max_size
         self._slots = asyncio.Semaphore(max_size)
@@ -143,7 +146,6 @@ class StepPools:
 
 
 async def _close(conn: StepConnection) -> None:
-    try:
+    # Closing a broken connection must never raise.
+    with contextlib.suppress(Exception):
         await conn.close()
-    except Exception:  # noqa: S110 - closing a broken connection must never raise
-        pass

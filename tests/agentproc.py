@@ -71,7 +71,9 @@ class AgentProcess:
 
         def ready() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.log_text()}")
+                raise AssertionError(
+                    f"agent exited with {self.proc.returncode}:\n{self.log_text()}"
+                )
             return len(self.agent_pids()) >= count
 
         wait_until(ready, timeout, what="agent registration")

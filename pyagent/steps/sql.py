@@ -10,6 +10,7 @@ and WARNING messages raised by the step are kept in jsloutput too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 
 import psycopg
@@ -97,11 +98,8 @@ async def _run(conn: StepConnection, code: str) -> StepOutcome:
 
 
 async def _cancel_and_close(conn: StepConnection) -> None:
-    try:
+    # Best effort: the connection is closed right after, whatever happens.
+    with contextlib.suppress(Exception):
         await asyncio.wait_for(conn.cancel_safe(), timeout=5)
-    except Exception:  # noqa: S110 - best effort: the connection is closed right after
-        pass
-    try:
+    with contextlib.suppress(Exception):
         await conn.close()
-    except Exception:  # noqa: S110
-        pass

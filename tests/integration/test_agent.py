@@ -38,12 +38,20 @@ def agents(db):
 
 
 def test_sql_and_batch_steps_are_logged_like_pgagent(conn, agents):
-    job = make_job(conn, "mixed", [
-        {"jstname": "1 rows", "jstcode": "SELECT generate_series(1,7)"},
-        {"jstname": "2 multi", "jstcode": "CREATE TEMP TABLE t(a int); INSERT INTO t VALUES (1),(2); UPDATE t SET a = 3"},
-        {"jstname": "3 batch", "jstkind": "b", "jstcode": "echo out\necho err >&2\n"},
-        {"jstname": "4 utility", "jstcode": "CREATE TABLE made_by_job(a int)"},
-    ], run_now=True)
+    job = make_job(
+        conn,
+        "mixed",
+        [
+            {"jstname": "1 rows", "jstcode": "SELECT generate_series(1,7)"},
+            {
+                "jstname": "2 multi",
+                "jstcode": "CREATE TEMP TABLE t(a int); INSERT INTO t VALUES (1),(2); UPDATE t SET a = 3",
+            },
+            {"jstname": "3 batch", "jstkind": "b", "jstcode": "echo out\necho err >&2\n"},
+            {"jstname": "4 utility", "jstcode": "CREATE TABLE made_by_job(a int)"},
+        ],
+        run_now=True,
+    )
     agents().wait_registered()
     logs = wait_job_finished(conn, job)
     assert [r[1] for r in logs] == ["s"]
@@ -54,7 +62,9 @@ def test_sql_and_batch_steps_are_logged_like_pgagent(conn, agents):
         ("3 batch", "s", 0, "out\n\nScript Error: \nerr\n\n"),
         ("4 utility", "s", 0, ""),
     ]
-    row = conn.execute("SELECT jobagentid, joblastrun FROM pgagent.pga_job WHERE jobid=%s", (job,)).fetchone()
+    row = conn.execute(
+        "SELECT jobagentid, joblastrun FROM pgagent.pga_job WHERE jobid=%s", (job,)
+    ).fetchone()
     assert row[0] is None and row[1] is not None
 
 
@@ -67,10 +77,15 @@ def test_sql_and_batch_steps_are_logged_like_pgagent(conn, agents):
     ],
 )
 def test_on_error_rules(conn, agents, onerror, job_status, steps):
-    job = make_job(conn, "onerror", [
-        {"jstname": "a", "jstcode": "SELECT 1/0", "jstonerror": onerror},
-        {"jstname": "b", "jstcode": "SELECT 1"},
-    ], run_now=True)
+    job = make_job(
+        conn,
+        "onerror",
+        [
+            {"jstname": "a", "jstcode": "SELECT 1/0", "jstonerror": onerror},
+            {"jstname": "b", "jstcode": "SELECT 1"},
+        ],
+        run_now=True,
+    )
     agents().wait_registered()
     logs = wait_job_finished(conn, job)
     assert logs[0][1] == job_status
@@ -81,13 +96,24 @@ def test_on_error_rules(conn, agents, onerror, job_status, steps):
 
 def test_successful_step_after_failed_one_has_empty_output(conn, agents):
     # pgAgent 4.2.2 repeats the previous error here; a clean connection must not.
-    job = make_job(conn, "clean", [
-        {"jstname": "a", "jstcode": "SELECT 1/0", "jstonerror": "i"},
-        {"jstname": "b", "jstcode": "SELECT 1"},
-        {"jstname": "c", "jstcode": "BEGIN; CREATE TEMP TABLE leak(a int); SET work_mem = '77MB'"},
-        {"jstname": "d", "jstcode": "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'leak')"
-                                    " AND current_setting('work_mem') <> '77MB'"},
-    ], run_now=True)
+    job = make_job(
+        conn,
+        "clean",
+        [
+            {"jstname": "a", "jstcode": "SELECT 1/0", "jstonerror": "i"},
+            {"jstname": "b", "jstcode": "SELECT 1"},
+            {
+                "jstname": "c",
+                "jstcode": "BEGIN; CREATE TEMP TABLE leak(a int); SET work_mem = '77MB'",
+            },
+            {
+                "jstname": "d",
+                "jstcode": "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'leak')"
+                " AND current_setting('work_mem') <> '77MB'",
+            },
+        ],
+        run_now=True,
+    )
     agents().wait_registered()
     wait_job_finished(conn, job)
     logs = step_logs(conn, job)
@@ -99,10 +125,15 @@ def test_job_without_steps_succeeds_and_disabled_things_are_skipped(conn, agents
     empty = make_job(conn, "empty", [], run_now=True)
     disabled_job = make_job(conn, "disabled", [{"jstcode": "SELECT 1"}], enabled=False)
     conn.execute("UPDATE pgagent.pga_job SET jobnextrun = now() WHERE jobid = %s", (disabled_job,))
-    partly = make_job(conn, "partly", [
-        {"jstname": "on", "jstcode": "SELECT 1"},
-        {"jstname": "off", "jstcode": "SELECT 1/0", "jstenabled": False},
-    ], run_now=True)
+    partly = make_job(
+        conn,
+        "partly",
+        [
+            {"jstname": "on", "jstcode": "SELECT 1"},
+            {"jstname": "off", "jstcode": "SELECT 1/0", "jstenabled": False},
+        ],
+        run_now=True,
+    )
     agents().wait_registered()
     assert [r[1] for r in wait_job_finished(conn, empty)] == ["s"]
     wait_job_finished(conn, partly)
@@ -111,11 +142,16 @@ def test_job_without_steps_succeeds_and_disabled_things_are_skipped(conn, agents
 
 
 def test_steps_run_in_name_then_id_order(conn, agents):
-    job = make_job(conn, "order", [
-        {"jstname": "b", "jstcode": "SELECT 2"},
-        {"jstname": "a", "jstcode": "SELECT 1"},
-        {"jstname": "b", "jstcode": "SELECT 3"},
-    ], run_now=True)
+    job = make_job(
+        conn,
+        "order",
+        [
+            {"jstname": "b", "jstcode": "SELECT 2"},
+            {"jstname": "a", "jstcode": "SELECT 1"},
+            {"jstname": "b", "jstcode": "SELECT 3"},
+        ],
+        run_now=True,
+    )
     agents().wait_registered()
     wait_job_finished(conn, job)
     assert [name for name, *_ in step_logs(conn, job)] == ["a", "b", "b"]
@@ -126,12 +162,21 @@ def test_sql_steps_on_another_database_by_name_and_by_connstr(db, conn, agents, 
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {other}")
     try:
-        job = make_job(conn, "remote", [
-            {"jstname": "a", "jstcode": "CREATE TABLE here(a int)", "jstdbname": other},
-            {"jstname": "b", "jstcode": "INSERT INTO here VALUES (1),(2)", "jstconnstr": pg_cluster.dsn(other)},
-            {"jstname": "c", "jstcode": "SELECT 1", "jstconnstr": pg_cluster.dsn("no_such_db")},
-            {"jstname": "d", "jstcode": "SELECT 1", "jstconnstr": "host=127.0.0.1 bogus=1"},
-        ], run_now=True)
+        job = make_job(
+            conn,
+            "remote",
+            [
+                {"jstname": "a", "jstcode": "CREATE TABLE here(a int)", "jstdbname": other},
+                {
+                    "jstname": "b",
+                    "jstcode": "INSERT INTO here VALUES (1),(2)",
+                    "jstconnstr": pg_cluster.dsn(other),
+                },
+                {"jstname": "c", "jstcode": "SELECT 1", "jstconnstr": pg_cluster.dsn("no_such_db")},
+                {"jstname": "d", "jstcode": "SELECT 1", "jstconnstr": "host=127.0.0.1 bogus=1"},
+            ],
+            run_now=True,
+        )
         agent = agents()
         agent.wait_registered()
         wait_job_finished(conn, job)
@@ -152,11 +197,16 @@ def test_sql_steps_on_another_database_by_name_and_by_connstr(db, conn, agents, 
 
 
 def test_invalid_connstr_fails_the_step_with_a_clear_message(conn, agents):
-    job = make_job(conn, "badconn", [{"jstcode": "SELECT 1", "jstconnstr": "host=127.0.0.1 bogus=1"}], run_now=True)
+    job = make_job(
+        conn,
+        "badconn",
+        [{"jstcode": "SELECT 1", "jstconnstr": "host=127.0.0.1 bogus=1"}],
+        run_now=True,
+    )
     agent = agents()
     agent.wait_registered()
     wait_job_finished(conn, job)
-    (_name, status, result, output), = step_logs(conn, job)
+    ((_name, status, result, output),) = step_logs(conn, job)
     assert (status, result) == ("f", -1)
     assert "invalid connection" in output and "bogus" in output
 
@@ -165,8 +215,10 @@ def test_several_agents_never_run_a_job_twice(conn, agents):
     jobs = [make_job(conn, f"j{i}", [{"jstcode": "SELECT pg_sleep(0.01)"}]) for i in range(60)]
     for _ in range(3):
         agents()
-    wait_until(lambda: len(conn.execute("SELECT jagpid FROM pgagent.pga_jobagent").fetchall()) == 3,
-               what="3 agents")
+    wait_until(
+        lambda: len(conn.execute("SELECT jagpid FROM pgagent.pga_jobagent").fetchall()) == 3,
+        what="3 agents",
+    )
     conn.execute("UPDATE pgagent.pga_job SET jobnextrun = now()")
     for job in jobs:
         wait_job_finished(conn, job)
@@ -178,7 +230,9 @@ def test_several_agents_never_run_a_job_twice(conn, agents):
 
 
 def test_jobhostagent_pins_a_job_to_its_station(conn, agents):
-    pinned = make_job(conn, "pinned", [{"jstcode": "SELECT 1"}], hostagent="station-b", run_now=True)
+    pinned = make_job(
+        conn, "pinned", [{"jstcode": "SELECT 1"}], hostagent="station-b", run_now=True
+    )
     free = make_job(conn, "free", [{"jstcode": "SELECT 1"}], run_now=True)
     agents("--station", "station-a").wait_registered()
     wait_job_finished(conn, free)
@@ -191,10 +245,15 @@ def test_jobhostagent_pins_a_job_to_its_station(conn, agents):
 
 def test_job_deleted_while_running(conn, agents, tmp_path):
     flag = tmp_path / "started"
-    job = make_job(conn, "doomed", [
-        {"jstname": "a", "jstkind": "b", "jstcode": f"touch {flag}; sleep 2"},
-        {"jstname": "b", "jstcode": "SELECT 1"},
-    ], run_now=True)
+    job = make_job(
+        conn,
+        "doomed",
+        [
+            {"jstname": "a", "jstkind": "b", "jstcode": f"touch {flag}; sleep 2"},
+            {"jstname": "b", "jstcode": "SELECT 1"},
+        ],
+        run_now=True,
+    )
     agent = agents()
     agent.wait_registered()
     wait_until(flag.exists, what="step start")
@@ -206,7 +265,9 @@ def test_job_deleted_while_running(conn, agents, tmp_path):
 
 def test_run_now_during_a_run_is_kept(conn, agents, tmp_path):
     flag = tmp_path / "started"
-    job = make_job(conn, "twice", [{"jstkind": "b", "jstcode": f"touch {flag}.$$; sleep 1"}], run_now=True)
+    job = make_job(
+        conn, "twice", [{"jstkind": "b", "jstcode": f"touch {flag}.$$; sleep 1"}], run_now=True
+    )
     agents().wait_registered()
     wait_until(lambda: list(tmp_path.glob("started.*")), what="first run")
     conn.execute("UPDATE pgagent.pga_job SET jobnextrun = now() WHERE jobid = %s", (job,))
@@ -216,37 +277,54 @@ def test_run_now_during_a_run_is_kept(conn, agents, tmp_path):
 
 def test_sigterm_during_a_long_step_aborts_and_releases(conn, agents, tmp_path):
     flag = tmp_path / "started"
-    job = make_job(conn, "long", [{"jstkind": "b", "jstcode": f"echo $$ > {flag}; sleep 300"}], run_now=True)
+    job = make_job(
+        conn, "long", [{"jstkind": "b", "jstcode": f"echo $$ > {flag}; sleep 300"}], run_now=True
+    )
     sql_job = make_job(conn, "longsql", [{"jstcode": "SELECT pg_sleep(300)"}], run_now=True)
     agent = agents("--grace-period", "1")
     agent.wait_registered()
     wait_until(lambda: flag.exists() and flag.read_text().strip(), what="batch step start")
-    wait_until(lambda: conn.execute(
-        "SELECT 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)'").fetchone(), what="sql start")
+    wait_until(
+        lambda: conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)'"
+        ).fetchone(),
+        what="sql start",
+    )
     child = int(flag.read_text())
     assert agent.stop(signal.SIGTERM, timeout=40) == 0
     for jid in (job, sql_job):
         assert [r[1] for r in job_logs(conn, jid)] == ["d"]
         assert [r[1] for r in step_logs(conn, jid)] == ["d"]
-        assert conn.execute("SELECT jobagentid FROM pgagent.pga_job WHERE jobid=%s", (jid,)).fetchone() == (None,)
+        assert conn.execute(
+            "SELECT jobagentid FROM pgagent.pga_job WHERE jobid=%s", (jid,)
+        ).fetchone() == (None,)
     assert conn.execute("SELECT count(*) FROM pgagent.pga_jobagent").fetchone() == (0,)
-    assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)'").fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)'"
+    ).fetchone() == (0,)
     wait_until(lambda: _process_gone(child), timeout=10, what="batch child gone")
 
 
 def test_killed_agents_jobs_are_recovered_by_another_agents_sweep(conn, agents, tmp_path):
     flag = tmp_path / "started"
-    job = make_job(conn, "orphan", [{"jstkind": "b", "jstcode": f"touch {flag}; sleep 300"}], run_now=True)
+    job = make_job(
+        conn, "orphan", [{"jstkind": "b", "jstcode": f"touch {flag}; sleep 300"}], run_now=True
+    )
     victim = agents()
     victim.wait_registered()
     wait_until(flag.exists, what="step start")
     survivor = agents("--station", "survivor")
     survivor.wait_registered(2)
     victim.kill()
-    wait_until(lambda: job_logs(conn, job) and job_logs(conn, job)[0][1] == "d", what="zombie sweep")
+    wait_until(
+        lambda: job_logs(conn, job) and job_logs(conn, job)[0][1] == "d", what="zombie sweep"
+    )
     assert [r[1] for r in step_logs(conn, job)] == ["d"]
-    wait_until(lambda: conn.execute(
-        "SELECT jobagentid IS NULL FROM pgagent.pga_job WHERE jobid=%s", (job,)).fetchone()[0])
+    wait_until(
+        lambda: conn.execute(
+            "SELECT jobagentid IS NULL FROM pgagent.pga_job WHERE jobid=%s", (job,)
+        ).fetchone()[0]
+    )
     assert conn.execute("SELECT count(*) FROM pgagent.pga_jobagent").fetchone() == (1,)
     assert "Clearing zombie agent" in survivor.log_text()
 
@@ -254,11 +332,20 @@ def test_killed_agents_jobs_are_recovered_by_another_agents_sweep(conn, agents, 
 def test_zombies_are_cleared_at_startup(conn, agents):
     conn.execute("INSERT INTO pgagent.pga_jobagent (jagpid, jagstation) VALUES (999999, 'gone')")
     job = make_job(conn, "stuck", [{"jstcode": "SELECT 1"}])
-    conn.execute("UPDATE pgagent.pga_job SET jobagentid = 999999, jobnextrun = now() WHERE jobid = %s", (job,))
+    conn.execute(
+        "UPDATE pgagent.pga_job SET jobagentid = 999999, jobnextrun = now() WHERE jobid = %s",
+        (job,),
+    )
     conn.execute("INSERT INTO pgagent.pga_joblog (jlgjobid, jlgstatus) VALUES (%s, 'r')", (job,))
     agents().wait_registered()
-    wait_until(lambda: conn.execute(
-        "SELECT count(*) FROM pgagent.pga_jobagent WHERE jagpid = 999999").fetchone() == (0,))
+    wait_until(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) FROM pgagent.pga_jobagent WHERE jagpid = 999999"
+            ).fetchone()
+            == (0,)
+        )
+    )
     assert [r[1] for r in job_logs(conn, job)] == ["d"]
 
 
@@ -274,7 +361,10 @@ def test_run_now_wakes_the_agent_through_notify(db, conn, agents):
 
 def test_agent_wakes_at_the_next_due_time(conn, agents):
     job = make_job(conn, "soon", [{"jstcode": "SELECT 1"}])
-    conn.execute("UPDATE pgagent.pga_job SET jobnextrun = now() + interval '2 seconds' WHERE jobid=%s", (job,))
+    conn.execute(
+        "UPDATE pgagent.pga_job SET jobnextrun = now() + interval '2 seconds' WHERE jobid=%s",
+        (job,),
+    )
     # With an hour-long poll and no notify trigger, only the agent's own wake-up at the
     # job's jobnextrun can explain a run within seconds.
     agents("-t", "3600").wait_registered()
@@ -286,8 +376,11 @@ def test_agent_survives_a_database_restart(conn, db, agents, pg_cluster):
     agent.wait_registered()
     before = agent.agent_pids()
     pg_cluster.restart("fast")
-    wait_until(lambda: _registered_pids(db.dsn) and _registered_pids(db.dsn) != before,
-               timeout=30, what="re-registration")
+    wait_until(
+        lambda: _registered_pids(db.dsn) and _registered_pids(db.dsn) != before,
+        timeout=30,
+        what="re-registration",
+    )
     with db.connect() as c2:
         job = make_job(c2, "after restart", [{"jstcode": "SELECT 1"}], run_now=True)
         assert [r[1] for r in wait_job_finished(c2, job, timeout=30)] == ["s"]
@@ -331,10 +424,48 @@ def test_password_never_in_log_or_process_arguments(db, conn, agents, pg_cluster
 
 
 def test_bad_arguments_give_one_line_and_exit_2():
-    for args in (["-t", "zero", "dbname=x"], ["-l", "7", "dbname=x"], ["-r", "5", "dbname=x"], ["--bogus"],
-                 ["-f", "dbname=x bogus=1"]):
-        proc = subprocess.run([sys.executable, "-m", "pyagent", *args], capture_output=True, text=True, timeout=30)
+    for args in (
+        ["-t", "zero", "dbname=x"],
+        ["-l", "7", "dbname=x"],
+        ["-r", "5", "dbname=x"],
+        ["--bogus"],
+        ["-f", "dbname=x bogus=1"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyagent", *args], capture_output=True, text=True, timeout=30
+        )
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "pyagent", "-v"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyagent", "-v"], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 0 and "Version:" in proc.stdout
+
+
+def test_release_survives_the_extensions_failing_next_run_function(ext_db, agents):
+    # pgAgent's own pga_next_schedule raises for day 31 in a 30-day month (here April
+    # 2027): pgAgent then leaves the job claimed and 'r' forever. pyagent releases it.
+    with ext_db.connect() as c:
+        job = make_job(c, "day31", [{"jstcode": "SELECT 1"}])
+        c.execute("ALTER TABLE pgagent.pga_schedule DISABLE TRIGGER pga_schedule_trigger")
+        days = [False] * 32
+        days[30] = True
+        c.execute(
+            "INSERT INTO pgagent.pga_schedule (jscjobid, jscname, jscstart, jscmonthdays)"
+            " VALUES (%s, 'day 31', '2027-04-01 00:00+00', %s)",
+            (job, days),
+        )
+        c.execute("ALTER TABLE pgagent.pga_schedule ENABLE TRIGGER pga_schedule_trigger")
+        with pytest.raises(psycopg.errors.DatetimeFieldOverflow):
+            c.execute("UPDATE pgagent.pga_job SET jobnextrun = NULL WHERE jobid = %s", (job,))
+        c.execute("UPDATE pgagent.pga_job SET jobnextrun = now() WHERE jobid = %s", (job,))
+        agent = agents(dsn=ext_db.dsn)
+        agent.wait_registered()
+        assert [r[1] for r in wait_job_finished(c, job)] == ["s"]
+        c.execute("SET TimeZone = 'UTC'")
+        nextrun = c.execute(
+            "SELECT to_char(jobnextrun, 'YYYY-MM-DD HH24:MI') FROM pgagent.pga_job WHERE jobid = %s",
+            (job,),
+        ).fetchone()[0]
+        assert nextrun == "2027-05-31 00:00"
+        assert "could not compute the next run of job" in agent.log_text()
