@@ -248,6 +248,21 @@ def version_command() -> None:
     click.echo(_version_text())
 
 
+@main_group.command("demo")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=8.0,
+    show_default=True,
+    help="How long the agent runs before the results are shown.",
+)
+def demo_command(seconds: float) -> None:
+    """Run a job end to end on a throwaway PostgreSQL cluster (needs the server binaries)."""
+    from pyagent.demo import run_demo
+
+    run_demo(seconds)
+
+
 @main_group.group("schema")
 def schema_group() -> None:
     """Install, check or print the pgagent schema."""

@@ -30,6 +30,11 @@ def with_dbname(conninfo: str, dbname: str) -> str:
     return pgconninfo.make_conninfo(conninfo, dbname=dbname)
 
 
+def make(conninfo: str, **params: str) -> str:
+    """A conninfo with some keywords added or replaced."""
+    return pgconninfo.make_conninfo(conninfo, **params)
+
+
 def mask_conninfo(conninfo: str) -> str:
     """Replace every password in a conninfo or URI by *****, keeping the rest readable."""
     try:

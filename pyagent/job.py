@@ -83,7 +83,11 @@ def step_target(settings: Settings, step: Step) -> str:
     if step.connstr:
         ci.parse(step.connstr)  # raises ConninfoError with libpq's message
         return step.connstr
-    return ci.with_dbname(settings.conninfo, step.dbname)
+    target = ci.with_dbname(settings.conninfo, step.dbname)
+    if "application_name" not in ci.parse(target):
+        # Recognisable in pg_stat_activity; a jstconnstr is used exactly as written instead.
+        target = ci.make(target, application_name=f"{settings.application_name} step")
+    return target
 
 
 async def execute_step(ctx: JobContext, job_id: int, step: Step) -> StepOutcome:

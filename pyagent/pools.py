@@ -17,9 +17,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import pq
+
+from pyagent.conninfo import parse
 
 StepConnection = psycopg.AsyncConnection[tuple[object, ...]]
 
@@ -70,11 +73,11 @@ class TargetPool:
             if not idle.conn.closed and idle.conn.pgconn.status == pq.ConnStatus.OK:
                 return idle.conn
             await _close(idle.conn)
+        extra: dict[str, Any] = {}
+        if "connect_timeout" not in parse(self.conninfo):
+            extra["connect_timeout"] = str(max(1, round(self._connect_timeout)))
         conn = await psycopg.AsyncConnection.connect(
-            self.conninfo,
-            autocommit=True,
-            connect_timeout=max(1, round(self._connect_timeout)),
-            prepare_threshold=None,
+            self.conninfo, autocommit=True, prepare_threshold=None, **extra
         )
         self.opened += 1
         return conn
