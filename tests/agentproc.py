@@ -49,7 +49,7 @@ class AgentProcess:
         self.argv = [*base, "-f", "-l", "2", *args, dsn]
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -469,3 +472,81 @@ def test_release_survives_the_extensions_failing_next_run_function(ext_db, agent
         ).fetchone()[0]
         assert nextrun == "2027-05-31 00:00"
         assert "could not compute the next run of job" in agent.log_text()
+
+
+def test_a_burst_waits_for_the_bound_and_never_fails(db, conn, agents):
+    jobs = [make_job(conn, f"b{i}", [{"jstcode": "SELECT pg_sleep(0.02)"}]) for i in range(40)]
+    agents("--max-jobs", "3").wait_registered()
+    peak = 0
+    conn.execute("UPDATE pgagent.pga_job SET jobnextrun = now()")
+
+    def all_done():
+        nonlocal peak
+        (n,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db.name,),
+        ).fetchone()
+        peak = max(peak, n)
+        (done,) = conn.execute(
+            "SELECT count(*) FROM pgagent.pga_joblog WHERE jlgstatus <> 'r'"
+        ).fetchone()
+        return done == len(jobs)
+
+    wait_until(all_done, timeout=60, interval=0.005, what="the burst")
+    statuses = conn.execute(
+        "SELECT jlgstatus, count(*) FROM pgagent.pga_joblog GROUP BY 1"
+    ).fetchall()
+    assert statuses == [("s", 40)]
+    # service connection + control pool (<= 4) + at most 3 step connections
+    assert 1 <= peak <= 8
+
+
+def test_json_log_to_a_file(conn, agents, tmp_path):
+    logfile = tmp_path / "agent.log"
+    job = make_job(conn, "json", [{"jstcode": "SELECT 1"}], run_now=True)
+    agents("-s", str(logfile), "--log-format", "json").wait_registered()
+    wait_job_finished(conn, job)
+    events = [json.loads(line) for line in logfile.read_text().splitlines()]
+    started = [e for e in events if e["event"] == f"Starting job: {job}"]
+    assert started and started[0]["job_id"] == job and started[0]["level"] == "debug"
+    finished = [e for e in events if e.get("status") and e.get("jlgid")]
+    assert any(e["event"] == f"Completed job: {job}" and e["status"] == "s" for e in finished)
+
+
+def test_without_foreground_the_agent_detaches(db, conn):
+    station = f"detached-{db.name}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyagent", "-t", "1", "--station", station, db.dsn],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=30,
+    )
+    assert proc.returncode == 0  # the parent returns at once; the daemon lives on
+    wait_until(
+        lambda: conn.execute(
+            "SELECT 1 FROM pgagent.pga_jobagent WHERE jagstation = %s", (station,)
+        ).fetchone()
+    )
+    daemon = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and station.encode() in _cmdline(p)
+    ]
+    assert len(daemon) == 1
+    assert os.getsid(daemon[0]) != os.getsid(0)  # a new session: detached from ours
+    os.kill(daemon[0], signal.SIGTERM)
+    wait_until(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) FROM pgagent.pga_jobagent WHERE jagstation = %s", (station,)
+            ).fetchone()
+            == (0,)
+        )
+    )
+
+
+def _cmdline(path) -> bytes:
+    try:
+        return (path / "cmdline").read_bytes()
+    except OSError:
+        return b""
