@@ -550,3 +550,14 @@ def _cmdline(path) -> bytes:
         return (path / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_wrong_schema_version_is_reported_with_pgagents_message(conn, agents):
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION pgagent.pgagent_schema_version() RETURNS int2"
+        " LANGUAGE sql AS 'SELECT 3::int2'"
+    )
+    agent = agents("-l", "0")
+    wait_until(lambda: "Unsupported schema version: 3. Version 4 is required" in agent.log_text())
+    assert conn.execute("SELECT count(*) FROM pgagent.pga_jobagent").fetchone() == (0,)
+    assert "DEBUG" not in agent.log_text()  # -l 0: errors (and start-up lines) only
