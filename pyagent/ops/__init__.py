@@ -1,0 +1,1 @@
+"""Operations: health and metrics endpoint, sd_notify, container/systemd helpers."""
