@@ -142,6 +142,22 @@ def main_group() -> None:
     help="Seconds to wait for a connection to a step's database.",
 )
 @click.option(
+    "--job-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    envvar="PYAGENT_JOB_TIMEOUT",
+    help="Default job timeout in seconds (0 = none); a job's @JOB_TIMEOUT=...; wins.",
+)
+@click.option(
+    "--step-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    envvar="PYAGENT_STEP_TIMEOUT",
+    help="Default step timeout in seconds (0 = none); a step's @JOB_STEP_TIMEOUT=...; wins.",
+)
+@click.option(
     "--no-batch",
     is_flag=True,
     envvar="PYAGENT_NO_BATCH",
@@ -196,6 +212,8 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
         allow_batch=not options["no_batch"],
         batch_env=options["batch_env"],
         listen=not options["no_listen"],
+        job_timeout=options["job_timeout"] or None,
+        step_timeout=options["step_timeout"] or None,
         **({"station": station} if station else {}),
     )
     _start(settings, foreground=options["foreground"])

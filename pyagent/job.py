@@ -4,6 +4,7 @@ and the release that lets the schema schedule the next run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 
 from pyagent import conninfo as ci
+from pyagent.annotations import format_seconds, job_options, step_options
 from pyagent.db import TRANSIENT_ERRORS, ControlDB
 from pyagent.logging import get_logger
 from pyagent.pools import StepPools
@@ -127,6 +129,36 @@ async def execute_step(ctx: JobContext, job_id: int, step: Step) -> StepOutcome:
     return StepOutcome(False, -1, INVALID_KIND)
 
 
+async def run_with_timeout(
+    ctx: JobContext, job_id: int, step: Step, timeout: float | None
+) -> StepOutcome:
+    """Run a step; past its timeout it is cancelled (SQL on the server, batch as a process
+    group) and fails with a clear message."""
+    if timeout is None:
+        return await execute_step(ctx, job_id, step)
+    task = asyncio.ensure_future(execute_step(ctx, job_id, step))
+    try:
+        done, _pending = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    get_logger().warning(
+        f"Step {step.step_id} of job {job_id} timed out after {format_seconds(timeout)}",
+        job_id=job_id,
+        step_id=step.step_id,
+    )
+    return StepOutcome(
+        False, -1, f"ERROR:  step timed out after {format_seconds(timeout)} and was cancelled"
+    )
+
+
 class JobRun:
     """The state of one job run; `run()` drives it to a final status."""
 
@@ -137,6 +169,8 @@ class JobRun:
         self.current_jslid: int | None = None
         self.status: JobStatus = "i"
         self.log = get_logger()
+        self.job_timeout: float | None = None
+        self.abort_message = ABORTED
 
     async def run(self) -> JobStatus:
         job_id = self.claim.job_id
@@ -144,6 +178,17 @@ class JobRun:
         self.log.debug(f"Starting job: {job_id}", job_id=job_id)
         try:
             await self._run_steps()
+        except TimeoutError:
+            # The job's own timeout: the running step was cancelled and is marked aborted.
+            self.status = "f"
+            self.abort_message = (
+                f"Step aborted: the job's timeout ({format_seconds(self.job_timeout or 0)}) "
+                "was reached"
+            )
+            self.log.warning(
+                f"Job {job_id} timed out after {format_seconds(self.job_timeout or 0)}",
+                job_id=job_id,
+            )
         except asyncio.CancelledError:
             self.status = "d"
             await asyncio.shield(self._finish())
@@ -169,13 +214,18 @@ class JobRun:
         if not rows:
             return
         self.jlgid = int(rows[0][0])
-        step_rows = await db.fetch_retrying("job_steps", {"job_id": job_id}, give_up)
-        if step_rows is None:
-            return
-        self.status = "s"
-        for step in (Step.from_row(r) for r in step_rows):
-            if not await self._run_one(step):
-                break
+        options = job_options(str(rows[0][1] or ""), self.ctx.settings.job_timeout)
+        for problem in options.problems:
+            self.log.warning(f"Job {job_id}: ignoring {problem}", job_id=job_id)
+        self.job_timeout = options.timeout
+        async with asyncio.timeout(options.timeout):
+            step_rows = await db.fetch_retrying("job_steps", {"job_id": job_id}, give_up)
+            if step_rows is None:
+                return
+            self.status = "s"
+            for step in (Step.from_row(r) for r in step_rows):
+                if not await self._run_one(step):
+                    break
 
     async def _run_one(self, step: Step) -> bool:
         """Run one step with its log row; False when the job must stop here."""
@@ -192,7 +242,12 @@ class JobRun:
             return False
         self.current_jslid = int(rows[0][0])
         started = time.monotonic()
-        outcome = await execute_step(self.ctx, job_id, step)
+        options = step_options(step.desc, self.ctx.settings.step_timeout)
+        for problem in options.problems:
+            self.log.warning(
+                f"Step {step.step_id}: ignoring {problem}", job_id=job_id, step_id=step.step_id
+            )
+        outcome = await run_with_timeout(self.ctx, job_id, step, options.timeout)
         step_status: StepStatus
         if outcome.succeeded:
             step_status = "s"
@@ -237,7 +292,7 @@ class JobRun:
             if self.current_jslid is not None:
                 await db.execute_retrying(
                     "abort_steplog",
-                    {"jslid": self.current_jslid, "result": -1, "output": ABORTED},
+                    {"jslid": self.current_jslid, "result": -1, "output": self.abort_message},
                     give_up,
                 )
             if self.jlgid is not None:

@@ -107,9 +107,10 @@ SELECT 'zombies', NULL, NULL, count(*)::float8
    AND a.jagpid <> ALL(%(own_pids)s)
 
 -- name: insert_joblog
+-- Also returns the job's comment, where per-job options (@JOB_TIMEOUT=…;) live.
 INSERT INTO pgagent.pga_joblog (jlgid, jlgjobid, jlgstatus)
 VALUES (nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r')
-RETURNING jlgid
+RETURNING jlgid, (SELECT jobdesc FROM pgagent.pga_job WHERE jobid = %(job_id)s)
 
 -- name: job_steps
 SELECT jstid, jstname, jstkind, jstcode, jstconnstr, jstdbname, jstonerror, jstdesc

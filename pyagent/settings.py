@@ -43,6 +43,9 @@ class Settings:
     batch_env: BatchEnv = "inherit"
     max_output_bytes: int = 1024 * 1024
     application_name: str = "pyagent"
+    # Default timeouts (seconds) when a job or step has no @JOB_TIMEOUT / @JOB_STEP_TIMEOUT.
+    job_timeout: float | None = None
+    step_timeout: float | None = None
 
     @property
     def safe_conninfo(self) -> str:

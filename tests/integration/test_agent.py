@@ -561,3 +561,57 @@ def test_wrong_schema_version_is_reported_with_pgagents_message(conn, agents):
     wait_until(lambda: "Unsupported schema version: 3. Version 4 is required" in agent.log_text())
     assert conn.execute("SELECT count(*) FROM pgagent.pga_jobagent").fetchone() == (0,)
     assert "DEBUG" not in agent.log_text()  # -l 0: errors (and start-up lines) only
+
+
+def test_step_timeouts_cancel_sql_on_the_server_and_batch_groups(conn, agents):
+    job = make_job(
+        conn,
+        "slow",
+        [
+            {
+                "jstname": "a sql",
+                "jstcode": "SELECT pg_sleep(60)",
+                "jstdesc": "@JOB_STEP_TIMEOUT=500ms;",
+                "jstonerror": "i",
+            },
+            {
+                "jstname": "b batch",
+                "jstkind": "b",
+                "jstcode": "sleep 60",
+                "jstdesc": "@STEP_TIMEOUT=1 s;",
+                "jstonerror": "i",
+            },
+            {"jstname": "c fast", "jstcode": "SELECT 1"},
+        ],
+        run_now=True,
+    )
+    agents().wait_registered()
+    logs = wait_job_finished(conn, job, timeout=30)
+    assert logs[0][1] == "s"
+    steps = step_logs(conn, job)
+    assert [s[:3] for s in steps] == [("a sql", "i", -1), ("b batch", "i", -1), ("c fast", "s", 1)]
+    assert "timed out after 0.5 s" in steps[0][3]
+    assert "timed out after 1 s" in steps[1][3]
+    assert conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'"
+    ).fetchone() == (0,)
+
+
+def test_job_timeout_aborts_the_running_step_and_fails_the_job(conn, agents):
+    job = make_job(
+        conn,
+        "jobslow",
+        [
+            {"jstname": "a", "jstcode": "SELECT 1"},
+            {"jstname": "b", "jstkind": "b", "jstcode": "sleep 60"},
+            {"jstname": "c", "jstcode": "SELECT 1"},
+        ],
+        run_now=True,
+        desc="Nightly\n@JOB_TIMEOUT=1 s;\n",
+    )
+    agents().wait_registered()
+    logs = wait_job_finished(conn, job, timeout=30)
+    assert logs[0][1] == "f"
+    steps = step_logs(conn, job)
+    assert [s[:2] for s in steps] == [("a", "s"), ("b", "d")]
+    assert "job's timeout (1 s)" in steps[1][3]

@@ -1,0 +1,77 @@
+"""Per-job and per-step options written in pgAdmin's description fields.
+
+pgAgent's schema has no place for a timeout, so, as jpgAgent did, options are lines of the
+form `@NAME=value;` in the job's comment (`jobdesc`) or a step's description (`jstdesc`),
+each on its own line. Durations take a unit: ms, s, m or h (`@JOB_TIMEOUT=30 s;`); a bare
+number means seconds. Unknown names are ignored (they may be meant for another tool).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE = re.compile(r"^[ \t]*@([A-Za-z_]+)[ \t]*=[ \t]*([^;\n]*?)[ \t]*;?[ \t]*$", re.MULTILINE)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+JOB_TIMEOUT_NAMES = ("JOB_TIMEOUT",)
+STEP_TIMEOUT_NAMES = ("JOB_STEP_TIMEOUT", "STEP_TIMEOUT")
+
+
+class AnnotationError(ValueError):
+    """An annotation with a value that cannot be understood."""
+
+
+def parse_annotations(text: str) -> dict[str, str]:
+    """All `@NAME=value;` lines of a description, names upper-cased (last one wins)."""
+    return {m.group(1).upper(): m.group(2) for m in _LINE.finditer(text or "")}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from `30 s`, `500ms`, `2m`, `1h` or a bare number of seconds."""
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise AnnotationError(f"{value!r} is not a duration (examples: 30 s, 500 ms, 2 m, 1 h)")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
+    if seconds <= 0:
+        raise AnnotationError(f"{value!r}: a timeout must be greater than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of one job or step: timeout in seconds (None = no limit)."""
+
+    timeout: float | None = None
+    problems: tuple[str, ...] = ()
+
+
+def _options(text: str, names: tuple[str, ...], default: float | None) -> RunOptions:
+    found = parse_annotations(text)
+    problems: list[str] = []
+    timeout = default
+    for name in names:
+        if name in found:
+            try:
+                timeout = parse_duration(found[name])
+            except AnnotationError as exc:
+                problems.append(f"@{name}: {exc}")
+    return RunOptions(timeout, tuple(problems))
+
+
+def job_options(jobdesc: str, default_timeout: float | None = None) -> RunOptions:
+    """Options from a job's comment."""
+    return _options(jobdesc, JOB_TIMEOUT_NAMES, default_timeout)
+
+
+def step_options(jstdesc: str, default_timeout: float | None = None) -> RunOptions:
+    """Options from a step's description."""
+    return _options(jstdesc, STEP_TIMEOUT_NAMES, default_timeout)
+
+
+def format_seconds(seconds: float) -> str:
+    """A short human form: 1.5 s, 30 s, 2 min."""
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
