@@ -18,6 +18,7 @@ from pyagent.job import Claim, JobContext, JobRun, compute_next_run, next_run_or
 from pyagent.logging import get_logger
 from pyagent.pools import StepPools
 from pyagent.resources import query
+from pyagent.retention import purge_old_logs
 from pyagent.settings import Settings
 
 NOTIFY_CHANNEL = "pyagent_jobs"
@@ -80,6 +81,8 @@ class Agent:
         self._install_signal_handlers()
         await self.db.open()
         side = [asyncio.create_task(self._supervise("listener", self._listen_forever))]
+        if self.settings.log_retention_days is not None:
+            side.append(asyncio.create_task(self._supervise("retention", self._retain_forever)))
         try:
             await self._connect_loop()
         finally:
@@ -166,12 +169,9 @@ class Agent:
             )
             raise FatalSchemaError
         self.state.schema_ok = True
-        in_recovery, _tz, has_trigger = await self._service_fetchone("server_facts")
-        self._has_notify_trigger = bool(has_trigger)
-        self.state.in_recovery = bool(in_recovery)
-        if in_recovery:
-            self.log.warning("Connected to a standby server; waiting for a primary", always=True)
-            raise psycopg.OperationalError("the server is in recovery (a standby)")
+        await self._wait_while_standby()
+        if self._stop.is_set():
+            return
         old_pid = self.state.pid
         await self._service_exec("remove_stale_self")
         (new_pid,) = await self._service_fetchone("register_agent", {"station": s.station})
@@ -189,6 +189,29 @@ class Agent:
         self.log.debug("Clearing zombies")
         await self.sweep_zombies()
         self._wake.set()
+
+    async def _wait_while_standby(self) -> None:
+        """On a standby, do nothing (not ready) and look again every poll interval: start
+        working as soon as the server is promoted."""
+        announced = False
+        while True:
+            in_recovery, _tz, has_trigger = await self._service_fetchone("server_facts")
+            self._has_notify_trigger = bool(has_trigger)
+            self.state.in_recovery = bool(in_recovery)
+            if not in_recovery:
+                if announced:
+                    self.log.warning("The server was promoted: starting work", always=True)
+                return
+            if not announced:
+                self.log.warning(
+                    "Connected to a standby server (in recovery): not running jobs; "
+                    f"checking again every {self.settings.poll_interval:g} s",
+                    always=True,
+                )
+                announced = True
+            await self._sleep(self.settings.poll_interval)
+            if self._stop.is_set():
+                return
 
     async def _adopt_claims(self, old_pid: int) -> None:
         """Jobs still running in this process keep running under the new identity."""
@@ -395,6 +418,24 @@ class Agent:
                         self._wake.set()
             except TRANSIENT_ERRORS:
                 await self._sleep(delay)
+
+    async def _retain_forever(self) -> None:
+        """Delete job history older than --log-retention, now and then."""
+        days = self.settings.log_retention_days
+        assert days is not None
+        while not self._stop.is_set():
+            if self.state.registered:
+                try:
+                    deleted = await purge_old_logs(self.db, days, self.settings.retention_batch)
+                except TRANSIENT_ERRORS:
+                    deleted = 0
+                if deleted:
+                    self.log.debug(
+                        f"Deleted {deleted} job runs older than {days:g} days", deleted=deleted
+                    )
+                await self._sleep(self.settings.retention_interval)
+            else:
+                await self._sleep(self.settings.poll_interval)
 
     # ---- signals and shutdown -------------------------------------------------------------
 

@@ -158,6 +158,14 @@ def main_group() -> None:
     help="Default step timeout in seconds (0 = none); a step's @JOB_STEP_TIMEOUT=...; wins.",
 )
 @click.option(
+    "--log-retention",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    envvar="PYAGENT_LOG_RETENTION",
+    help="Delete job history (pga_joblog, pga_jobsteplog) older than this many days "
+    "(off by default).",
+)
+@click.option(
     "--no-batch",
     is_flag=True,
     envvar="PYAGENT_NO_BATCH",
@@ -213,6 +221,7 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
         batch_env=options["batch_env"],
         listen=not options["no_listen"],
         job_timeout=options["job_timeout"] or None,
+        log_retention_days=options["log_retention"],
         step_timeout=options["step_timeout"] or None,
         **({"station": station} if station else {}),
     )

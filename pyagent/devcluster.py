@@ -105,6 +105,39 @@ class Cluster:
         cluster._initdb()
         return cluster
 
+    def create_standby(self) -> Cluster:
+        """A streaming replica of this (running) cluster, made by pg_basebackup; not started."""
+        base = Path(tempfile.mkdtemp(prefix="pyagent-pg-standby-"))
+        standby = Cluster(base, free_port(), self.bindir, dict(self.settings))
+        standby.socketdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(base, "postgres", "postgres")
+            shutil.chown(standby.socketdir, "postgres", "postgres")
+            os.chmod(base, 0o755)  # noqa: S103 - the server user must enter it
+        standby._run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-D",
+                str(standby.datadir),
+                "-R",
+                "-X",
+                "stream",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.superuser,
+            ]
+        )
+        with open(standby.datadir / "postgresql.conf", "a", encoding="utf-8") as fh:
+            fh.write(f"\nport = {standby.port}\nunix_socket_directories = '{standby.socketdir}'\n")
+        return standby
+
+    def promote(self) -> None:
+        """Promote a standby to primary (waits for the promotion)."""
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "promote"])
+
     def _run(self, argv: Sequence[str], timeout: float = 120) -> str:
         proc = subprocess.run(
             _as_server_user(argv),

@@ -175,6 +175,20 @@ SELECT jexscid, jexdate, jextime
   FROM pgagent.pga_exception
  WHERE jexscid = ANY(%(schedule_ids)s)
 
+-- name: purge_old_joblogs
+-- Job history retention: one small batch of finished runs older than the limit; their step
+-- logs go with them (ON DELETE CASCADE). SKIP LOCKED keeps concurrent agents out of each
+-- other's way; each batch is its own short transaction.
+WITH doomed AS (
+    SELECT jlgid
+      FROM pgagent.pga_joblog
+     WHERE jlgstart < now() - make_interval(secs => %(seconds)s) AND jlgstatus <> 'r'
+     ORDER BY jlgid
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED
+)
+DELETE FROM pgagent.pga_joblog l USING doomed WHERE l.jlgid = doomed.jlgid
+
 -- name: abort_steplog
 UPDATE pgagent.pga_jobsteplog
    SET jslstatus = 'd', jslduration = now() - jslstart, jslresult = %(result)s,

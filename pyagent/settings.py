@@ -45,6 +45,10 @@ class Settings:
     application_name: str = "pyagent"
     # Default timeouts (seconds) when a job or step has no @JOB_TIMEOUT / @JOB_STEP_TIMEOUT.
     job_timeout: float | None = None
+    # Delete pga_joblog rows (and their step logs) older than this many days; None = keep.
+    log_retention_days: float | None = None
+    retention_batch: int = 1000
+    retention_interval: float = 600.0
     step_timeout: float | None = None
 
     @property
