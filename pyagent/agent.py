@@ -325,14 +325,16 @@ class Agent:
             if self._stop.is_set():
                 break
             more_due = next_in is not None and next_in <= 0
-            if more_due and len(self.state.running) < s.max_jobs:
-                if claimed == 0:
-                    # Locked by another agent's claim in progress: look again shortly.
-                    await self._wait_for(CONTENTION_RETRY, self._wake)
+            if more_due and claimed and len(self.state.running) < s.max_jobs:
+                continue
+            if more_due and claimed == 0 and len(self.state.running) < s.max_jobs:
+                # Locked by another agent's claim in progress: look again shortly.
+                await self._wait_for(CONTENTION_RETRY, self._wake)
                 continue
             if more_due:
-                # At the bound: wait for a job to finish (due jobs wait their turn).
-                await self._wait_for(s.poll_interval, self._wake, self._job_done)
+                # At the bound: due jobs wait their turn. Claim again once a few slots are
+                # free, so a backlog is claimed in batches rather than one job per poll.
+                await self._wait_for_free_slots(self._claim_batch())
                 continue
             timeout = s.poll_interval
             if next_in is not None:
@@ -341,6 +343,21 @@ class Agent:
                 await self.pools.close_idle()
             self.log.debug("Sleeping...")
             await self._wait_for(timeout, self._wake)
+
+    def _claim_batch(self) -> int:
+        return max(1, min(8, self.settings.max_jobs // 4))
+
+    async def _wait_for_free_slots(self, wanted: int) -> None:
+        deadline = asyncio.get_running_loop().time() + self.settings.poll_interval
+        while not self._stop.is_set():
+            self._reap_finished()
+            if self.settings.max_jobs - len(self.state.running) >= wanted:
+                return
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._job_done.clear()
+            await self._wait_for(remaining, self._job_done)
 
     def _start_job(self, claim: Claim) -> None:
         self.log.debug(f"Creating job thread for job {claim.job_id}", job_id=claim.job_id)

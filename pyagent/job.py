@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,13 +83,18 @@ class JobContext:
 
 def step_target(settings: Settings, step: Step) -> str:
     """The connection string a SQL step runs on."""
-    if step.connstr:
-        ci.parse(step.connstr)  # raises ConninfoError with libpq's message
-        return step.connstr
-    target = ci.with_dbname(settings.conninfo, step.dbname)
+    return _target(settings.conninfo, settings.application_name, step.connstr, step.dbname)
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(conninfo: str, application_name: str, connstr: str, dbname: str) -> str:
+    if connstr:
+        ci.parse(connstr)  # raises ConninfoError with libpq's message (not cached)
+        return connstr
+    target = ci.with_dbname(conninfo, dbname)
     if "application_name" not in ci.parse(target):
         # Recognisable in pg_stat_activity; a jstconnstr is used exactly as written instead.
-        target = ci.make(target, application_name=f"{settings.application_name} step")
+        target = ci.make(target, application_name=f"{application_name} step")
     return target
 
 
@@ -210,7 +216,7 @@ class JobRun:
 
     async def _run_steps(self) -> None:
         db, job_id, give_up = self.ctx.db, self.claim.job_id, self.ctx.give_up
-        rows = await db.fetch_retrying("insert_joblog", {"job_id": job_id}, give_up)
+        rows = await db.fetch_retrying("start_job", {"job_id": job_id}, give_up)
         if not rows:
             return
         self.jlgid = int(rows[0][0])
@@ -218,12 +224,10 @@ class JobRun:
         for problem in options.problems:
             self.log.warning(f"Job {job_id}: ignoring {problem}", job_id=job_id)
         self.job_timeout = options.timeout
+        steps = [Step.from_row(r[2:]) for r in rows if r[2] is not None]
+        self.status = "s"
         async with asyncio.timeout(options.timeout):
-            step_rows = await db.fetch_retrying("job_steps", {"job_id": job_id}, give_up)
-            if step_rows is None:
-                return
-            self.status = "s"
-            for step in (Step.from_row(r) for r in step_rows):
+            for step in steps:
                 if not await self._run_one(step):
                     break
 
@@ -295,11 +299,7 @@ class JobRun:
                     {"jslid": self.current_jslid, "result": -1, "output": self.abort_message},
                     give_up,
                 )
-            if self.jlgid is not None:
-                await db.execute_retrying(
-                    "finish_joblog", {"jlgid": self.jlgid, "status": self.status}, give_up
-                )
-            await release_job(self.ctx, self.claim)
+            await finish_job(self.ctx, self.claim, self.jlgid, self.status)
         except Exception as exc:
             self.log.warning(
                 f"Could not record the end of job {self.claim.job_id}: {exc!r}",
@@ -307,22 +307,33 @@ class JobRun:
             )
 
 
-async def release_job(ctx: JobContext, claim: Claim) -> None:
-    """Release a claimed job so its next run is scheduled; never leave it claimed."""
+async def finish_job(ctx: JobContext, claim: Claim, jlgid: int | None, status: str) -> None:
+    """Close the run's log and release the job so its next run is scheduled; never leave
+    it claimed."""
     params = {
         "job_id": claim.job_id,
         "pids": sorted({ctx.current_pid(), claim.agent_pid}),
         "claimed_nextrun": claim.claimed_nextrun,
     }
     try:
-        await ctx.db.execute_retrying("release_job", params, ctx.give_up)
+        if jlgid is None:
+            await ctx.db.execute_retrying("release_job", params, ctx.give_up)
+        else:
+            await ctx.db.execute_retrying(
+                "finish_job", {**params, "jlgid": jlgid, "status": status}, ctx.give_up
+            )
         return
     except psycopg.Error as exc:
         if isinstance(exc, TRANSIENT_ERRORS):
             raise
         failure = exc
     # The schema's next-run function raised (pgAgent's own function does for some
-    # schedules): compute the next run here instead, and say which schedule is at fault.
+    # schedules): close the log on its own, compute the next run here instead, and say
+    # which schedule is at fault.
+    if jlgid is not None:
+        await ctx.db.execute_retrying(
+            "finish_joblog", {"jlgid": jlgid, "status": status}, ctx.give_up
+        )
     next_run, described = await compute_next_run(ctx.db, claim.job_id)
     get_logger().warning(
         f"The schema could not compute the next run of job {claim.job_id} "

@@ -106,17 +106,22 @@ SELECT 'zombies', NULL, NULL, count(*)::float8
            AND (s.backend_start IS NULL OR s.backend_start <= a.jaglogintime))
    AND a.jagpid <> ALL(%(own_pids)s)
 
--- name: insert_joblog
--- Also returns the job's comment, where per-job options (@JOB_TIMEOUT=…;) live.
-INSERT INTO pgagent.pga_joblog (jlgid, jlgjobid, jlgstatus)
-VALUES (nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r')
-RETURNING jlgid, (SELECT jobdesc FROM pgagent.pga_job WHERE jobid = %(job_id)s)
-
--- name: job_steps
-SELECT jstid, jstname, jstkind, jstcode, jstconnstr, jstdbname, jstonerror, jstdesc
-  FROM pgagent.pga_jobstep
- WHERE jstenabled AND jstjobid = %(job_id)s
- ORDER BY jstname, jstid
+-- name: start_job
+-- The run's pga_joblog row ('r'), the job's comment (where per-job options such as
+-- @JOB_TIMEOUT=…; live) and its enabled steps in pgAgent's order, in one round trip.
+-- A job without steps gives one row with NULL step columns.
+WITH log AS (
+    INSERT INTO pgagent.pga_joblog (jlgid, jlgjobid, jlgstatus)
+    VALUES (nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r')
+    RETURNING jlgid
+)
+SELECT log.jlgid, j.jobdesc,
+       s.jstid, s.jstname, s.jstkind, s.jstcode, s.jstconnstr, s.jstdbname, s.jstonerror,
+       s.jstdesc
+  FROM log
+  LEFT JOIN pgagent.pga_job j ON j.jobid = %(job_id)s
+  LEFT JOIN pgagent.pga_jobstep s ON s.jstjobid = %(job_id)s AND s.jstenabled
+ ORDER BY s.jstname, s.jstid
 
 -- name: job_description
 SELECT jobname, jobdesc FROM pgagent.pga_job WHERE jobid = %(job_id)s
@@ -143,6 +148,20 @@ UPDATE pgagent.pga_joblog
 -- name: release_job
 -- jobnextrun = NULL makes pga_job_trigger compute the next run. A value that changed
 -- while the job ran ("Run now", or a schedule edit) is kept instead of overwritten.
+UPDATE pgagent.pga_job
+   SET jobagentid = NULL,
+       jobnextrun = CASE WHEN jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
+                         THEN NULL ELSE jobnextrun END
+ WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+
+-- name: finish_job
+-- Close the run's log and release the job in one statement (see release_job). If the
+-- schema's next-run function fails, nothing is changed and the agent falls back.
+WITH log AS (
+    UPDATE pgagent.pga_joblog
+       SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
+     WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
+)
 UPDATE pgagent.pga_job
    SET jobagentid = NULL,
        jobnextrun = CASE WHEN jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
