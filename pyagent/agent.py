@@ -7,25 +7,34 @@ import asyncio
 import contextlib
 import functools
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from pyagent.db import TRANSIENT_ERRORS, ControlDB, Row, connection_kwargs
 from pyagent.job import Claim, JobContext, JobRun, compute_next_run, next_run_or_never
 from pyagent.logging import get_logger
+from pyagent.ops.sdnotify import Notifier
 from pyagent.pools import StepPools
 from pyagent.resources import query
 from pyagent.retention import purge_old_logs
 from pyagent.settings import Settings
+
+if TYPE_CHECKING:
+    from pyagent.ops.health import HealthServer, HealthSnapshot
+    from pyagent.ops.metrics import Metrics
 
 NOTIFY_CHANNEL = "pyagent_jobs"
 # Time allowed to a statement on the service connection before it is presumed dead.
 SERVICE_STATEMENT_TIMEOUT = 30.0
 # When due jobs are locked by another agent's claim in progress, look again this soon.
 CONTENTION_RETRY = 0.05
+# Without a registration by then, tell systemd we are up anyway (waiting for the database),
+# so a database that is down at boot does not make the unit fail and restart in a loop.
+READY_ANYWAY_AFTER = 30.0
 # A statement on the service connection that times out means the connection is dead too.
 RECONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT_ERRORS)
 
@@ -47,6 +56,12 @@ class AgentState:
     running: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
     jobs_started: int = 0
     jobs_finished: dict[str, int] = field(default_factory=dict)
+    # time.monotonic() of the last turn of the supervisor's loop (liveness).
+    last_loop: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.connected and self.registered and self.schema_ok and not self.in_recovery
 
 
 class Agent:
@@ -67,7 +82,19 @@ class Agent:
         self._job_done = asyncio.Event()
         self._has_notify_trigger = False
         self._signals = 0
-        self.ctx = JobContext(settings, self.db, self.pools, self._give_up, self._current_pid)
+        self.notifier = Notifier.from_environ()
+        self._last_watchdog = 0.0
+        self._status_text = ""
+        self.metrics: Metrics | None = None
+        self.health: HealthServer | None = None
+        if settings.http_listen is not None:
+            from pyagent.ops.metrics import Metrics
+
+            self.metrics = Metrics()
+            self.metrics.set_state_provider(self._metric_state)
+        self.ctx = JobContext(
+            settings, self.db, self.pools, self._give_up, self._current_pid, self.metrics
+        )
 
     # ---- public ------------------------------------------------------------------------
 
@@ -79,8 +106,13 @@ class Agent:
     async def run(self) -> int:
         """Run until stopped; returns the process exit code."""
         self._install_signal_handlers()
+        self._heartbeat()
+        await self._start_health_server()
         await self.db.open()
-        side = [asyncio.create_task(self._supervise("listener", self._listen_forever))]
+        side = [
+            asyncio.create_task(self._supervise("listener", self._listen_forever)),
+            asyncio.create_task(self._ready_anyway_later()),
+        ]
         if self.settings.log_retention_days is not None:
             side.append(asyncio.create_task(self._supervise("retention", self._retain_forever)))
         try:
@@ -90,6 +122,9 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
             await self._shutdown()
+            if self.health is not None:
+                with contextlib.suppress(Exception):
+                    await self.health.stop()
         return 0
 
     # ---- connection and registration ----------------------------------------------------
@@ -102,6 +137,7 @@ class Agent:
         delay = 1.0
         while not self._stop.is_set():
             attempt += 1
+            self._heartbeat()
             try:
                 await self._connect_and_register()
                 attempt = 0
@@ -177,8 +213,11 @@ class Agent:
         (new_pid,) = await self._service_fetchone("register_agent", {"station": s.station})
         self.state.pid = int(new_pid)
         self.state.registered = True
+        self.notifier.ready(f"primary; agent pid {new_pid}; station {s.station}")
         if old_pid is not None and old_pid != self.state.pid:
             self.state.reconnects += 1
+            if self.metrics is not None:
+                self.metrics.reconnected()
             await self._adopt_claims(old_pid)
             self.log.warning(
                 f"Reconnected to the database; agent registered again as pid {new_pid}",
@@ -298,6 +337,9 @@ class Agent:
             self._wake.clear()
             self._job_done.clear()
             self._reap_finished()
+            self._heartbeat()
+            if self.metrics is not None:
+                self.metrics.poll()
             capacity = max(0, s.max_jobs - len(self.state.running))
             self.log.debug("Checking for jobs to run")
             rows = await self._service_fetchall(
@@ -315,6 +357,8 @@ class Agent:
             for kind, job_id, nextrun, seconds in rows:
                 if kind == "claim":
                     self._start_job(Claim(int(job_id), nextrun, int(self.state.pid or 0)))
+                    if self.metrics is not None:
+                        self.metrics.job_started(None if seconds is None else float(seconds))
                     claimed += 1
                 elif kind == "next":
                     next_in = None if seconds is None else float(seconds)
@@ -380,6 +424,10 @@ class Agent:
                 self.state.running.pop(job_id, None)
 
     async def _wait_for(self, timeout: float, *events: asyncio.Event) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is not None and timeout > interval:
+            # Wake in time to tell systemd's watchdog the loop is alive.
+            timeout = interval
         waiters = [asyncio.ensure_future(e.wait()) for e in (*events, self._stop)]
         try:
             await asyncio.wait(
@@ -391,6 +439,96 @@ class Agent:
 
     async def _sleep(self, seconds: float) -> None:
         await self._wait_for(seconds)
+
+    # ---- health, metrics, systemd --------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        """The supervisor's loop is alive: liveness, watchdog and status."""
+        now = time.monotonic()
+        self.state.last_loop = now
+        interval = self.notifier.watchdog_interval
+        if interval is not None and now - self._last_watchdog >= interval * 0.9:
+            self.notifier.watchdog()
+            self._last_watchdog = now
+        status = self._status_line()
+        if status != self._status_text:
+            self._status_text = status
+            self.notifier.status(status)
+
+    def _status_line(self) -> str:
+        st = self.state
+        if st.in_recovery:
+            return "standby server: waiting for promotion"
+        if not st.connected:
+            return "waiting for the database"
+        if not st.schema_ok:
+            return "waiting for a usable pgagent schema"
+        return f"primary; agent pid {st.pid}; {len(st.running)} job(s) running"
+
+    async def _ready_anyway_later(self) -> None:
+        await self._wait_for(READY_ANYWAY_AFTER, self._stop)
+        if not self.state.registered and not self._stop.is_set():
+            self.notifier.ready("waiting for the database")
+
+    def _health(self) -> HealthSnapshot:
+        from pyagent import __version__
+        from pyagent.ops.health import HealthSnapshot
+
+        st = self.state
+        age = time.monotonic() - st.last_loop
+        limit = 2 * max(self.settings.poll_interval, self.settings.retry_interval) + 30
+        role = "standby" if st.in_recovery else ("primary" if st.connected else "unknown")
+        return HealthSnapshot(
+            live=age < limit,
+            ready=st.ready,
+            detail={
+                "role": role,
+                "connected": st.connected,
+                "registered": st.registered,
+                "schema_ok": st.schema_ok,
+                "agent_pid": st.pid,
+                "station": self.settings.station,
+                "running_jobs": len(st.running),
+                "last_loop_age_seconds": round(age, 3),
+                "reconnects": st.reconnects,
+                "version": __version__,
+            },
+        )
+
+    def _metric_state(self) -> dict[str, float]:
+        st = self.state
+        pools = self.pools.stats()
+        state: dict[str, float] = {
+            "running_jobs": len(st.running),
+            "connected": float(st.connected),
+            "ready": float(st.ready),
+            "registered": float(st.registered),
+            "in_recovery": float(st.in_recovery),
+            "pool_connections_in_use": pools["in_use"],
+            "pool_connections_idle": pools["idle"],
+            "pool_connections_opened_total": pools["opened"],
+        }
+        with contextlib.suppress(Exception):
+            control = self.db.pool.get_stats()
+            state["control_pool_size"] = control.get("pool_size", 0)
+            state["control_pool_available"] = control.get("pool_available", 0)
+            state["requests_waiting"] = control.get("requests_waiting", 0)
+        return state
+
+    async def _start_health_server(self) -> None:
+        if self.settings.http_listen is None:
+            return
+        from pyagent.ops.health import HealthServer
+
+        host, port = self.settings.http_listen
+        self.health = HealthServer(host, port, self._health, self.metrics)
+        try:
+            await self.health.start()
+        except OSError as exc:
+            self.log.error(f"Cannot serve health checks on {host}:{port}: {exc}")
+            self.health = None
+            return
+        self.log.warning(f"Health and metrics on http://{host}:{self.health.port}/", always=True)
 
     # ---- side tasks ---------------------------------------------------------------------
 
@@ -473,6 +611,7 @@ class Agent:
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals == 1:
+            self.notifier.stopping("stopping: waiting for running jobs")
             self.log.warning(
                 f"{sig.name} received: no new jobs will start; waiting up to "
                 f"{self.settings.grace_period:g} s for {len(self.state.running)} running job(s)",

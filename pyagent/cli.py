@@ -186,15 +186,33 @@ def main_group() -> None:
     envvar="PYAGENT_NO_LISTEN",
     help="Do not LISTEN for Run now notifications; rely on polling only.",
 )
+@click.option(
+    "--http",
+    "http_listen",
+    envvar="PYAGENT_HTTP",
+    help="Serve /livez, /readyz and /metrics on HOST:PORT (off by default).",
+)
 @click.argument("connect_string", nargs=-1)
 def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
     """Run the agent: pyagent run [options] <connect-string>."""
+    from pyagent import envconfig
     from pyagent.settings import Settings
 
+    try:
+        enabled = envconfig.enabled_from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not enabled:
+        _idle_while_disabled()
     hidden = os.environ.pop(_HIDDEN_CONNINFO_ENV, None)
-    conninfo = hidden if hidden is not None else _join_conninfo(connect_string)
-    if not conninfo:
-        conninfo = os.environ.get("PYAGENT_CONNINFO", "")
+    from_argv = _join_conninfo(connect_string)
+    try:
+        conninfo = hidden if hidden is not None else from_argv or envconfig.conninfo_from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    # pyagent's own secrets are not part of the environment batch steps inherit.
+    for name in _CONFIG_SECRETS:
+        os.environ.pop(name, None)
     if not conninfo and not any(k.startswith("PG") for k in os.environ):
         raise click.UsageError("a connection string is required (or set PYAGENT_CONNINFO)")
     try:
@@ -203,7 +221,7 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
         raise click.UsageError(
             f"Primary connection string is not valid! {ci.mask_text(str(exc))}"
         ) from exc
-    if hidden is None and ci.secrets_of(conninfo):
+    if hidden is None and from_argv and ci.secrets_of(conninfo):
         _reexec_without_password(conninfo)
     station = options["station"]
     settings = Settings(
@@ -221,11 +239,31 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
         batch_env=options["batch_env"],
         listen=not options["no_listen"],
         job_timeout=options["job_timeout"] or None,
+        http_listen=_parse_http(options["http_listen"]),
         log_retention_days=options["log_retention"],
         step_timeout=options["step_timeout"] or None,
         **({"station": station} if station else {}),
     )
     _start(settings, foreground=options["foreground"])
+
+
+_CONFIG_SECRETS = tuple(
+    f"{name}{suffix}"
+    for name in ("PYAGENT_CONNINFO", "PGAGENT_PASSWORD", "POSTGRES_PASSWORD")
+    for suffix in ("", "_FILE")
+)
+
+
+def _idle_while_disabled() -> None:
+    """PGAGENT_ENABLED/PYAGENT_ENABLED say no (or PG_ROLE=replica): stay up doing nothing
+    until stopped, so a container restart policy does not loop."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    click.echo("pyagent is disabled by PYAGENT_ENABLED / PGAGENT_ENABLED / PG_ROLE; idling")
+    while True:
+        signal.pause()
 
 
 def _reexec_without_password(conninfo: str) -> None:
@@ -241,6 +279,17 @@ def _reexec_without_password(conninfo: str) -> None:
     os.environ[_HIDDEN_CONNINFO_ENV] = conninfo
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", "pyagent", *argv])  # noqa: S606
+
+
+def _parse_http(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    from pyagent.ops.health import parse_listen
+
+    try:
+        return parse_listen(value)
+    except ValueError as exc:
+        raise click.UsageError(f"--http: {exc}") from exc
 
 
 def _daemonize() -> None:
@@ -273,6 +322,23 @@ def _start(settings: Any, foreground: bool) -> None:
 def version_command() -> None:
     """Print the version."""
     click.echo(_version_text())
+
+
+@main_group.command("healthcheck")
+@click.option("--url", help="Endpoint to query (default: from PYAGENT_HTTP, path /readyz).")
+@click.option("--live", is_flag=True, help="Check liveness (/livez) instead of readiness.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+def healthcheck_command(url: str | None, live: bool, timeout: float) -> None:
+    """Exit 0 if the local agent's health endpoint says ready (or live), else 1."""
+    from pyagent.ops import healthcheck
+
+    try:
+        target = url or healthcheck.default_url(live=True if live else None)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    ok, reason = healthcheck.check(target, timeout)
+    click.echo(reason)
+    sys.exit(0 if ok else 1)
 
 
 @main_group.command("demo")
@@ -365,8 +431,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = ["run", *args]
     elif not args:
         args = ["run"]
+    from pyagent import envconfig
+
     try:
-        main_group.main(args=args, prog_name="pyagent", standalone_mode=False)
+        defaults = envconfig.option_defaults_from_env()
+    except ValueError as exc:
+        click.echo(f"pyagent: error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        main_group.main(
+            args=args, prog_name="pyagent", standalone_mode=False, default_map={"run": defaults}
+        )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

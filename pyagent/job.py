@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -25,6 +25,9 @@ from pyagent.settings import Settings
 from pyagent.steps.batch import BatchOptions, run_batch_step
 from pyagent.steps.result import StepOutcome
 from pyagent.steps.sql import NO_CONNECTION, run_sql_step
+
+if TYPE_CHECKING:
+    from pyagent.ops.metrics import Metrics
 
 JobStatus = Literal["r", "s", "f", "i", "d"]
 StepStatus = Literal["r", "s", "f", "i", "d"]
@@ -79,6 +82,7 @@ class JobContext:
     give_up: asyncio.Event
     # The agent's current identity (backend pid of its service session).
     current_pid: Callable[[], int]
+    metrics: Metrics | None = None
 
 
 def step_target(settings: Settings, step: Step) -> str:
@@ -198,13 +202,18 @@ class JobRun:
         except asyncio.CancelledError:
             self.status = "d"
             await asyncio.shield(self._finish())
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.job_finished("d", time.monotonic() - started)
             raise
         except Exception as exc:
             # One job must never take the agent down: record it as an internal error.
             self.status = "i"
             self.log.warning(f"Job {job_id} ended with an internal error: {exc!r}", job_id=job_id)
         await asyncio.shield(self._finish())
-        duration_ms = round((time.monotonic() - started) * 1000)
+        elapsed = time.monotonic() - started
+        duration_ms = round(elapsed * 1000)
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.job_finished(self.status, elapsed)
         self.log.debug(
             f"Completed job: {job_id}",
             job_id=job_id,
@@ -280,6 +289,9 @@ class JobRun:
             result=outcome.result,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
+        if self.ctx.metrics is not None:
+            kind = {"s": "sql", "b": "batch"}.get(step.kind, "other")
+            self.ctx.metrics.step_finished(kind, step_status, time.monotonic() - started)
         self.current_jslid = None
         if step.kind not in ("s", "b"):
             self.status = "i"

@@ -90,7 +90,9 @@ WITH due AS (
      WHERE j.jobid = due.jobid AND j.jobagentid IS NULL
     RETURNING j.jobid, j.jobnextrun
 )
-SELECT 'claim' AS kind, jobid, jobnextrun, NULL::float8 AS seconds FROM claimed
+SELECT 'claim' AS kind, jobid, jobnextrun,
+       EXTRACT(EPOCH FROM (now() - jobnextrun))::float8 AS seconds  -- pickup lag
+  FROM claimed
 UNION ALL
 SELECT 'next', NULL, NULL, EXTRACT(EPOCH FROM (min(jobnextrun) - now()))::float8
   FROM pgagent.pga_job

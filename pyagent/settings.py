@@ -47,6 +47,8 @@ class Settings:
     job_timeout: float | None = None
     # Delete pga_joblog rows (and their step logs) older than this many days; None = keep.
     log_retention_days: float | None = None
+    # --http HOST:PORT for /livez, /readyz and /metrics; None = off.
+    http_listen: tuple[str, int] | None = None
     retention_batch: int = 1000
     retention_interval: float = 600.0
     step_timeout: float | None = None
