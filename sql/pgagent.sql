@@ -88,11 +88,11 @@ CREATE TABLE pgagent.pga_schedule (
     jscenabled   bool        NOT NULL DEFAULT true,
     jscstart     timestamptz NOT NULL DEFAULT current_timestamp,
     jscend       timestamptz NULL,
-    jscminutes   bool[60]    NOT NULL DEFAULT array_fill(false, ARRAY[60]),
-    jschours     bool[24]    NOT NULL DEFAULT array_fill(false, ARRAY[24]),
-    jscweekdays  bool[7]     NOT NULL DEFAULT array_fill(false, ARRAY[7]),
-    jscmonthdays bool[32]    NOT NULL DEFAULT array_fill(false, ARRAY[32]),
-    jscmonths    bool[12]    NOT NULL DEFAULT array_fill(false, ARRAY[12]),
+    jscminutes   bool[60]    NOT NULL DEFAULT '{f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f}',
+    jschours     bool[24]    NOT NULL DEFAULT '{f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f}',
+    jscweekdays  bool[7]     NOT NULL DEFAULT '{f,f,f,f,f,f,f}',
+    jscmonthdays bool[32]    NOT NULL DEFAULT '{f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f,f}',
+    jscmonths    bool[12]    NOT NULL DEFAULT '{f,f,f,f,f,f,f,f,f,f,f,f}',
     CONSTRAINT pga_schedule_jscminutes_size   CHECK (array_upper(jscminutes, 1) = 60),
     CONSTRAINT pga_schedule_jschours_size     CHECK (array_upper(jschours, 1) = 24),
     CONSTRAINT pga_schedule_jscweekdays_size  CHECK (array_upper(jscweekdays, 1) = 7),
@@ -186,6 +186,7 @@ BEGIN
     RETURN NEW;
 END;
 $fn$;
+COMMENT ON FUNCTION pgagent.pga_job_trigger() IS 'Update the job''s next run time.';
 CREATE TRIGGER pga_job_trigger BEFORE UPDATE ON pgagent.pga_job
     FOR EACH ROW EXECUTE PROCEDURE pgagent.pga_job_trigger();
 COMMENT ON TRIGGER pga_job_trigger ON pgagent.pga_job IS 'Update the job''s next run time.';
@@ -208,6 +209,8 @@ BEGIN
     RETURN NEW;
 END;
 $fn$;
+COMMENT ON FUNCTION pgagent.pga_schedule_trigger() IS
+    'Update the job''s next run time whenever a schedule changes';
 CREATE TRIGGER pga_schedule_trigger AFTER INSERT OR UPDATE OR DELETE ON pgagent.pga_schedule
     FOR EACH ROW EXECUTE PROCEDURE pgagent.pga_schedule_trigger();
 COMMENT ON TRIGGER pga_schedule_trigger ON pgagent.pga_schedule IS
@@ -238,6 +241,8 @@ BEGIN
     RETURN NEW;
 END;
 $fn$;
+COMMENT ON FUNCTION pgagent.pga_exception_trigger() IS
+    'Update the job''s next run time whenever an exception changes';
 CREATE TRIGGER pga_exception_trigger AFTER INSERT OR UPDATE OR DELETE ON pgagent.pga_exception
     FOR EACH ROW EXECUTE PROCEDURE pgagent.pga_exception_trigger();
 COMMENT ON TRIGGER pga_exception_trigger ON pgagent.pga_exception IS

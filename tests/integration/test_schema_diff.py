@@ -501,33 +501,11 @@ def _format(aspect: str, lines: Iterable[str]) -> str:
     return f"our schema differs from the pgagent 4.2 extension in {aspect}:\n  {body}"
 
 
-# Differences found by this test, reported as defects of sql/pgagent.sql and not fixed yet
-# (sql/ belongs to another change). Each is matched by the start of its diff line. While
-# present, the aspect is reported as xfail with the reason; any OTHER difference in the
-# same aspect still fails; once the fix lands the aspect simply passes.
-KNOWN_DEFECTS: dict[str, dict[str, str]] = {
-    "columns": {
-        f"differs:           pga_schedule / {col}: default: ours='array_fill(false, ARRAY[{n}])'": (
-            "the all-false array defaults are spelled array_fill(false, ARRAY[n]) instead of "
-            "the extension's '{f,...}'::boolean[] literal (same value; visible in pgAdmin's "
-            "column properties and in pg_dump output)"
-        )
-        for col, n in (
-            ("jscminutes", 60),
-            ("jschours", 24),
-            ("jscweekdays", 7),
-            ("jscmonthdays", 32),
-            ("jscmonths", 12),
-        )
-    },
-    "comments": {
-        f"only in extension: function pgagent.{fn}(): ": (
-            "COMMENT ON FUNCTION is missing for the three trigger functions (the extension "
-            "comments both the trigger and its function; pgAdmin shows function comments)"
-        )
-        for fn in ("pga_job_trigger", "pga_schedule_trigger", "pga_exception_trigger")
-    },
-}
+# Differences found by this test and not fixed yet, matched by the start of their diff
+# line: reported as xfail with the reason; any OTHER difference in the same aspect still
+# fails. (The two found so far, array-default spelling and trigger-function comments, are
+# fixed in sql/pgagent.sql.)
+KNOWN_DEFECTS: dict[str, dict[str, str]] = {}
 
 
 def _known_defect(aspect: str, line: str) -> str | None:
