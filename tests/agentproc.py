@@ -40,8 +40,11 @@ class AgentProcess:
         env: dict[str, str] | None = None,
         command: Sequence[str] | None = None,
         cwd: str | None = None,
+        check_dsn: str | None = None,
     ) -> None:
         self.dsn = dsn
+        # Where the test looks at pga_jobagent (the agent's own dsn may need a password).
+        self.check_dsn = check_dsn or dsn
         fd, path = tempfile.mkstemp(prefix="agent-", suffix=".log")
         os.close(fd)
         self.log_path = Path(path)
@@ -63,7 +66,7 @@ class AgentProcess:
 
     def agent_pids(self) -> list[int]:
         """Backend pids registered in pga_jobagent by agents (any)."""
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
+        with psycopg.connect(self.check_dsn, autocommit=True) as conn:
             return [r[0] for r in conn.execute("SELECT jagpid FROM pgagent.pga_jobagent")]
 
     def wait_registered(self, count: int = 1, timeout: float = 20.0) -> None:
