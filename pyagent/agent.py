@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.errors import QueryCanceled
 
-from pyagent.db import TRANSIENT_ERRORS, ControlDB, Row, connection_kwargs
+from pyagent.db import (
+    STATEMENT_TIMEOUT_MS,
+    TRANSIENT_ERRORS,
+    ControlDB,
+    Row,
+    connection_kwargs,
+)
 from pyagent.job import Claim, JobContext, JobRun, compute_next_run, next_run_or_never
 from pyagent.logging import get_logger
 from pyagent.ops.sdnotify import Notifier
@@ -178,6 +185,7 @@ class Agent:
             timeout=s.connect_timeout + 5,
         )
         self._service = conn
+        await conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         self.state.connected = True
         self.log.debug("Database sanity check")
         count, _pid = await self._service_fetchone("sanity_check")
@@ -315,7 +323,7 @@ class Agent:
             try:
                 await self._service_exec("release_zombie_job", params)
             except psycopg.Error as exc:
-                if isinstance(exc, TRANSIENT_ERRORS):
+                if isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, QueryCanceled):
                     raise
                 next_run, described = await compute_next_run(self.db, int(job_id))
                 self.log.warning(

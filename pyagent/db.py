@@ -4,15 +4,21 @@ retries that ride out an outage for the bookkeeping that must not be lost."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
+from psycopg.errors import QueryCanceled
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pyagent.resources import query
 
 Row = tuple[Any, ...]
+Params = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+
+# Bookkeeping statements are tiny; one that runs longer is stuck (a lock held for long, or
+# a schema function that never returns, as pgAgent's does for some malformed schedules).
+STATEMENT_TIMEOUT_MS = 10_000
 
 # Errors that mean "the database is not reachable right now", as opposed to a statement
 # the server rejected.
@@ -44,6 +50,10 @@ def connection_kwargs(conninfo: str, application_name: str) -> dict[str, Any]:
     return extra
 
 
+async def _configure_control_connection(conn: psycopg.AsyncConnection[Row]) -> None:
+    await conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+
 class ControlDB:
     """Bookkeeping statements (claims, logs, releases) on a bounded pool."""
 
@@ -59,6 +69,7 @@ class ControlDB:
             timeout=10,
             reconnect_timeout=0,
             name="pyagent-control",
+            configure=_configure_control_connection,
         )
         # Set while the agent believes the database is reachable.
         self.up = asyncio.Event()
@@ -82,25 +93,40 @@ class ControlDB:
             return cur.rowcount
 
     async def fetch_retrying(
-        self, name: str, params: Mapping[str, Any] | None, give_up: asyncio.Event
+        self, name: str, params: Params, give_up: asyncio.Event
     ) -> list[Row] | None:
         """Like fetch, but waits out transient outages until give_up is set (then None)."""
         rows: list[Row] | None = await self._retrying(self.fetch, name, params, give_up)
         return rows
 
     async def execute_retrying(
-        self, name: str, params: Mapping[str, Any] | None, give_up: asyncio.Event
+        self, name: str, params: Params, give_up: asyncio.Event, *, retry_timeouts: bool = True
     ) -> int | None:
-        """Like execute, but waits out transient outages until give_up is set (then None)."""
-        count: int | None = await self._retrying(self.execute, name, params, give_up)
+        """Like execute, but waits out transient outages until give_up is set (then None).
+
+        Params may be a callable, evaluated for every attempt (values that change across a
+        reconnect, such as the agent's pid). With retry_timeouts=False a statement cancelled
+        by the statement timeout raises QueryCanceled instead of being tried again."""
+        count: int | None = await self._retrying(
+            self.execute, name, params, give_up, retry_timeouts
+        )
         return count
 
-    async def _retrying(self, fn: Any, name: str, params: Any, give_up: asyncio.Event) -> Any:
+    async def _retrying(
+        self,
+        fn: Any,
+        name: str,
+        params: Params,
+        give_up: asyncio.Event,
+        retry_timeouts: bool = True,
+    ) -> Any:
         delay = 0.2
         while True:
             try:
-                return await fn(name, params)
-            except TRANSIENT_ERRORS:
+                return await fn(name, params() if callable(params) else params)
+            except TRANSIENT_ERRORS as exc:
+                if isinstance(exc, QueryCanceled) and not retry_timeouts:
+                    raise
                 if give_up.is_set():
                     return None
             waiter = asyncio.ensure_future(give_up.wait())

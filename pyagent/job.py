@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
+from psycopg.errors import QueryCanceled
 
 from pyagent import conninfo as ci
 from pyagent.annotations import format_seconds, job_options, step_options
@@ -322,21 +323,32 @@ class JobRun:
 async def finish_job(ctx: JobContext, claim: Claim, jlgid: int | None, status: str) -> None:
     """Close the run's log and release the job so its next run is scheduled; never leave
     it claimed."""
-    params = {
-        "job_id": claim.job_id,
-        "pids": sorted({ctx.current_pid(), claim.agent_pid}),
-        "claimed_nextrun": claim.claimed_nextrun,
-    }
+
+    def params() -> dict[str, Any]:
+        # Evaluated at every attempt: after a reconnect the claim belongs to the new pid.
+        return {
+            "job_id": claim.job_id,
+            "pids": sorted({ctx.current_pid(), claim.agent_pid}),
+            "claimed_nextrun": claim.claimed_nextrun,
+        }
+
     try:
         if jlgid is None:
-            await ctx.db.execute_retrying("release_job", params, ctx.give_up)
+            # The run never started (no log row): when it was interrupted (shutdown, or the
+            # database gone), the job stays due so the run is not lost; otherwise the
+            # schema schedules the next run.
+            name = "release_unstarted_job" if status == "d" else "release_job"
+            await ctx.db.execute_retrying(name, params, ctx.give_up, retry_timeouts=False)
         else:
             await ctx.db.execute_retrying(
-                "finish_job", {**params, "jlgid": jlgid, "status": status}, ctx.give_up
+                "finish_job",
+                lambda: {**params(), "jlgid": jlgid, "status": status},
+                ctx.give_up,
+                retry_timeouts=False,
             )
         return
     except psycopg.Error as exc:
-        if isinstance(exc, TRANSIENT_ERRORS):
+        if isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, QueryCanceled):
             raise
         failure = exc
     # The schema's next-run function raised (pgAgent's own function does for some
@@ -354,7 +366,9 @@ async def finish_job(ctx: JobContext, claim: Claim, jlgid: int | None, status: s
         job_id=claim.job_id,
     )
     await ctx.db.execute_retrying(
-        "release_job_at", {**params, "next_run": next_run_or_never(next_run)}, ctx.give_up
+        "release_job_at",
+        lambda: {**params(), "next_run": next_run_or_never(next_run)},
+        ctx.give_up,
     )
 
 

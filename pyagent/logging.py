@@ -8,6 +8,7 @@ Levels follow pgAgent's -l: 0 = errors, 1 = + warnings, 2 = + debug. Messages lo
 from __future__ import annotations
 
 import json
+import logging as stdlib_logging
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
@@ -129,6 +130,32 @@ def configure(
         wrapper_class=structlog.BoundLogger,
         cache_logger_on_first_use=False,
     )
+    _route_library_logs()
+
+
+class _LibraryLogHandler(stdlib_logging.Handler):
+    """Sends psycopg's and psycopg_pool's own log records through pyagent's logging, as
+    one line each, so they honour -s, -l and --log-format."""
+
+    def emit(self, record: stdlib_logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().split())
+            log = get_logger()
+            if record.levelno >= stdlib_logging.WARNING:
+                log.warning(f"{record.name}: {text}", library=record.name)
+            else:
+                log.debug(f"{record.name}: {text}", library=record.name)
+        except Exception:
+            self.handleError(record)
+
+
+def _route_library_logs() -> None:
+    handler = _LibraryLogHandler()
+    for name in ("psycopg", "psycopg.pool"):
+        library_logger = stdlib_logging.getLogger(name)
+        library_logger.handlers = [handler]
+        library_logger.propagate = False
+        library_logger.setLevel(stdlib_logging.WARNING)
 
 
 def get_logger(**initial: Any) -> Any:

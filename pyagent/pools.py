@@ -74,8 +74,12 @@ class TargetPool:
                 return idle.conn
             await _close(idle.conn)
         extra: dict[str, Any] = {}
-        if "connect_timeout" not in parse(self.conninfo):
+        given = parse(self.conninfo)
+        if "connect_timeout" not in given:
             extra["connect_timeout"] = str(max(1, round(self._connect_timeout)))
+        if "client_encoding" not in given:
+            # The server converts to and from the database's encoding (LATIN1, ...).
+            extra["client_encoding"] = "UTF8"
         conn = await psycopg.AsyncConnection.connect(
             self.conninfo, autocommit=True, prepare_threshold=None, **extra
         )

@@ -170,6 +170,12 @@ UPDATE pgagent.pga_job
                          THEN NULL ELSE jobnextrun END
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
 
+-- name: release_unstarted_job
+-- A claimed job whose run never started (interrupted before its log row existed): give
+-- the claim back and leave jobnextrun as it is, so the run still happens.
+UPDATE pgagent.pga_job SET jobagentid = NULL
+ WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+
 -- name: release_job_at
 -- Fallback when the schema's next-run function fails: the next run computed by pyagent.
 UPDATE pgagent.pga_job
@@ -179,11 +185,19 @@ UPDATE pgagent.pga_job
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
 
 -- name: release_zombie_job
-UPDATE pgagent.pga_job SET jobagentid = NULL, jobnextrun = NULL
+-- A dead agent's job: if its run started (a log row since the claim set joblastrun), the
+-- schema schedules the next run; if the agent died before starting it, it stays due.
+UPDATE pgagent.pga_job j SET jobagentid = NULL,
+       jobnextrun = CASE WHEN EXISTS (SELECT 1 FROM pgagent.pga_joblog l
+                                       WHERE l.jlgjobid = j.jobid AND l.jlgstart >= j.joblastrun)
+                         THEN NULL ELSE j.jobnextrun END
  WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
 
 -- name: release_zombie_job_at
-UPDATE pgagent.pga_job SET jobagentid = NULL, jobnextrun = %(next_run)s::timestamptz
+UPDATE pgagent.pga_job j SET jobagentid = NULL,
+       jobnextrun = CASE WHEN EXISTS (SELECT 1 FROM pgagent.pga_joblog l
+                                       WHERE l.jlgjobid = j.jobid AND l.jlgstart >= j.joblastrun)
+                         THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
  WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
 
 -- name: job_schedules

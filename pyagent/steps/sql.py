@@ -38,9 +38,9 @@ def _format_notice(diag: Diagnostic) -> str:
     return "\n".join(lines)
 
 
-def _error_text(exc: psycopg.Error) -> str:
+def _error_text(exc: psycopg.Error, encoding: str) -> str:
     if exc.pgresult is not None and exc.pgresult.error_message:
-        return exc.pgresult.error_message.decode("utf-8", "replace").strip()
+        return exc.pgresult.error_message.decode(encoding, "replace").strip()
     return str(exc).strip()
 
 
@@ -59,9 +59,18 @@ async def run_sql_step(pool: TargetPool, code: str, max_output_bytes: int) -> St
 
 async def _execute(conn: StepConnection, code: str, max_output_bytes: int) -> StepOutcome:
     notices: list[str] = []
+    kept = 0
+    dropped = 0
 
     def on_notice(diag: Diagnostic) -> None:
-        notices.append(_format_notice(diag))
+        # Keep no more than the output cap: a step may raise notices without end.
+        nonlocal kept, dropped
+        text = _format_notice(diag)
+        if kept + len(text) <= max_output_bytes:
+            notices.append(text)
+            kept += len(text) + 1
+        else:
+            dropped += 1
 
     conn.add_notice_handler(on_notice)
     try:
@@ -72,6 +81,8 @@ async def _execute(conn: StepConnection, code: str, max_output_bytes: int) -> St
         raise
     finally:
         conn.remove_notice_handler(on_notice)
+    if dropped:
+        notices.append(f"[pyagent: output truncated, {dropped} more notices not stored]")
     text = "\n".join([*notices, outcome.output] if outcome.output else notices)
     return StepOutcome(outcome.succeeded, outcome.result, clean_text(text, max_output_bytes))
 
@@ -79,16 +90,26 @@ async def _execute(conn: StepConnection, code: str, max_output_bytes: int) -> St
 async def _run(conn: StepConnection, code: str) -> StepOutcome:
     if not code.strip():
         return StepOutcome(False, -1, EMPTY_CODE)
+    encoding = conn.info.encoding
+    try:
+        query = code.encode(encoding)
+    except UnicodeEncodeError as exc:
+        return StepOutcome(
+            False,
+            -1,
+            f"ERROR:  the step's SQL has characters that the connection's encoding "
+            f"({conn.info.encoding}) cannot carry: {exc.object[exc.start : exc.end]!r}",
+        )
     cur = conn.cursor()
     try:
-        await cur.execute(code.encode("utf-8"), prepare=False)
+        await cur.execute(query, prepare=False)
     except psycopg.Error as exc:
         if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
             # psycopg refused the result (a COPY to or from the client); the connection is
             # mid-protocol and must not be reused.
             await conn.close()
             return StepOutcome(False, -1, COPY_UNSUPPORTED)
-        return StepOutcome(False, -1, _error_text(exc))
+        return StepOutcome(False, -1, _error_text(exc, encoding))
     last = cur.pgresult
     while cur.nextset():
         last = cur.pgresult

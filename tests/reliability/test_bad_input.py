@@ -102,7 +102,6 @@ NOTICE_FLOOD_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=NOTICE_FLOOD_BUG)
 def test_100_mb_of_notices_from_a_sql_step_keep_memory_bounded(db, conn, agents):
     job = make_job(
         conn,
@@ -379,7 +378,6 @@ EXTENSION_HANG_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=EXTENSION_HANG_BUG)
 def test_extension_schedule_function_that_never_returns_does_not_keep_the_job_claimed(
     ext_db, agents
 ):
@@ -531,7 +529,6 @@ LATIN1_CODE_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=LATIN1_CODE_BUG)
 def test_sql_step_text_reaches_a_latin1_database_unchanged(db, conn, agents, pg_cluster, latin1_db):
     job = make_job(
         conn,
@@ -558,7 +555,6 @@ LATIN1_ERROR_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=LATIN1_ERROR_BUG)
 def test_error_text_from_a_latin1_database_is_stored_correctly(db, conn, agents, latin1_db):
     # ASCII-only code (chr(252) is ü): only the way back is tested here.
     job = make_job(

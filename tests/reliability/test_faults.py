@@ -372,7 +372,6 @@ LIBRARY_LOG_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=LIBRARY_LOG_BUG)
 def test_outage_messages_all_go_to_the_log_file(db, conn, agents, proxies, tmp_path):
     proxy = proxies(db.cluster.port)
     logfile = tmp_path / "agent.log"
@@ -537,7 +536,6 @@ UNSTARTED_CLAIM_BUG = (
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=JobsNeverRan, reason=UNSTARTED_CLAIM_BUG)
 def test_four_agents_2000_jobs_random_sigkills_each_job_logged_exactly_once(
     db, conn, agents, record_property
 ):
@@ -615,7 +613,6 @@ def test_four_agents_2000_jobs_random_sigkills_each_job_logged_exactly_once(
         raise JobsNeverRan(f"{len(never_ran)} jobs never ran: {never_ran[:20]}")
 
 
-@pytest.mark.xfail(strict=True, reason=UNSTARTED_CLAIM_BUG)
 def test_job_claimed_by_an_agent_that_died_before_starting_it_still_runs(db, conn, agents):
     # The state a SIGKILL leaves between the claim and the job's first log row.
     conn.execute("INSERT INTO pgagent.pga_jobagent (jagpid, jagstation) VALUES (999998, 'dead')")
@@ -631,7 +628,6 @@ def test_job_claimed_by_an_agent_that_died_before_starting_it_still_runs(db, con
     assert [r[1] for r in wait_job_finished(conn, job, timeout=10)] == ["s"]
 
 
-@pytest.mark.xfail(strict=True, reason=UNSTARTED_CLAIM_BUG)
 def test_job_claimed_but_not_started_at_sigterm_stays_due(db, conn, agents):
     job = make_job(conn, "claimed at shutdown", [{"jstcode": "SELECT 1"}])
     # Job log inserts wait behind this lock: the job is claimed but cannot start.
@@ -669,7 +665,6 @@ def lock_waiter(conn: psycopg.Connection[Any], fragment: str) -> list[int]:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_RELEASE_BUG)
 def test_release_interrupted_by_a_connection_loss_and_reconnect_still_releases(
     db, conn, agents, tmp_path
 ):
