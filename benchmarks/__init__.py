@@ -1,0 +1,1 @@
+"""pyagent benchmark suite (see README.md)."""
