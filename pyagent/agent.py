@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import pq
 from psycopg.errors import QueryCanceled
 
 from pyagent.db import (
@@ -176,14 +177,31 @@ class Agent:
         s = self.settings
         self.log.debug("Creating primary connection")
         self.log.debug(f"Creating DB connection: {s.safe_conninfo}")
-        conn = await asyncio.wait_for(
+        connecting = asyncio.ensure_future(
             psycopg.AsyncConnection.connect(
                 s.conninfo,
                 autocommit=True,
                 **connection_kwargs(s.conninfo, s.application_name),
-            ),
-            timeout=s.connect_timeout + 5,
+            )
         )
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait(
+                {connecting, stopping},
+                timeout=s.connect_timeout + 5,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopping.cancel()
+        if not connecting.done():
+            # A shutdown does not wait for a connection attempt to a dead server.
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            if self._stop.is_set():
+                return
+            raise TimeoutError("timed out connecting to the database")
+        conn = connecting.result()
         self._service = conn
         await conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         self.state.connected = True
@@ -341,6 +359,9 @@ class Agent:
 
     async def _poll_loop(self) -> None:
         s = self.settings
+        # True while due jobs are known to be waiting: claims then skip the parts of the
+        # poll (next due time, dead agents) that only matter once the backlog is gone.
+        backlog = False
         while not self._stop.is_set():
             self._wake.clear()
             self._job_done.clear()
@@ -351,7 +372,7 @@ class Agent:
             capacity = max(0, s.max_jobs - len(self.state.running))
             self.log.debug("Checking for jobs to run")
             rows = await self._service_fetchall(
-                "claim_due_jobs",
+                "claim_backlog" if backlog and capacity else "claim_due_jobs",
                 {
                     "pid": self.state.pid,
                     "station": s.station,
@@ -376,7 +397,14 @@ class Agent:
                 await self.sweep_zombies()
             if self._stop.is_set():
                 break
+            if backlog and capacity:
+                # A full batch: more may be waiting; otherwise poll fully next time.
+                backlog = claimed == capacity
+                if backlog and len(self.state.running) >= s.max_jobs:
+                    await self._wait_for_free_slots(self._claim_batch())
+                continue
             more_due = next_in is not None and next_in <= 0
+            backlog = more_due
             if more_due and claimed and len(self.state.running) < s.max_jobs:
                 continue
             if more_due and claimed == 0 and len(self.state.running) < s.max_jobs:
@@ -559,7 +587,7 @@ class Agent:
         s = self.settings
         delay = 1.0
         while not self._stop.is_set():
-            if not (self.state.registered and self._has_notify_trigger):
+            if not (s.listen and self.state.registered and self._has_notify_trigger):
                 await self._wait_for(s.poll_interval, self._wake)
                 continue
             try:
@@ -577,8 +605,7 @@ class Agent:
                 async with conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._wake.set()  # anything sent while we were not listening
-                    async for _note in conn.notifies():
-                        self._wake.set()
+                    await self._relay_notifications(conn)
             except TRANSIENT_ERRORS:
                 await self._sleep(delay)
 
@@ -599,6 +626,30 @@ class Agent:
                 await self._sleep(self.settings.retention_interval)
             else:
                 await self._sleep(self.settings.poll_interval)
+
+    async def _relay_notifications(self, conn: psycopg.AsyncConnection[Row]) -> None:
+        """Wake the poll loop for each batch of notifications. The socket is watched by the
+        event loop, so an idle agent does not wake up at all in between."""
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        fd = conn.pgconn.socket
+        loop.add_reader(fd, readable.set)
+        try:
+            while not self._stop.is_set():
+                await self._wait_for(3600.0, readable)
+                if not readable.is_set():
+                    continue
+                readable.clear()
+                conn.pgconn.consume_input()  # raises OperationalError when the link is gone
+                got = False
+                while conn.pgconn.notifies() is not None:
+                    got = True
+                if got:
+                    self._wake.set()
+                if conn.pgconn.status != pq.ConnStatus.OK:
+                    raise psycopg.OperationalError("the listening connection was lost")
+        finally:
+            loop.remove_reader(fd)
 
     # ---- signals and shutdown -------------------------------------------------------------
 
@@ -645,8 +696,11 @@ class Agent:
                 self.log.warning(
                     f"Grace period over: {len(pending)} running job(s) aborted", always=True
                 )
-                # Cancelled jobs record 'd' and release themselves; bound that too.
-                _done, still = await asyncio.wait(pending, timeout=15)
+                # Cancelled jobs record 'd' and release themselves; bound that too (and
+                # do not wait long for a database that is not there).
+                _done, still = await asyncio.wait(
+                    pending, timeout=15 if self.state.connected else 3
+                )
                 if still:
                     self._give_up.set()
                     await asyncio.wait(still, timeout=5)
@@ -658,7 +712,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.pools.close_all(), timeout=5)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.db.close(), timeout=10)
+            await asyncio.wait_for(self.db.close(), timeout=5)
         self.log.debug("pyagent stopped")
 
 

@@ -363,9 +363,11 @@ def schema_group() -> None:
 
 @schema_group.command("install")
 @click.option(
+    "--with-extras",
     "--with-notify",
+    "with_notify",
     is_flag=True,
-    help="Also add pyagent's trigger that wakes agents on Run now (optional).",
+    help="Also add pyagent's optional extras: the Run-now notify trigger, a due-jobs index.",
 )
 @click.argument("dsn")
 def schema_install(dsn: str, with_notify: bool) -> None:
@@ -379,7 +381,7 @@ def schema_install(dsn: str, with_notify: bool) -> None:
     except Exception as exc:
         raise click.ClickException(f"install failed, nothing was changed: {_clean(exc)}") from exc
     click.echo(
-        "pgagent schema version 4 installed" + (" with the notify trigger" if with_notify else "")
+        "pgagent schema version 4 installed" + (" with pyagent's extras" if with_notify else "")
     )
 
 
@@ -399,7 +401,13 @@ def schema_check(dsn: str) -> None:
 
 
 @schema_group.command("sql")
-@click.option("--with-notify", is_flag=True, help="Include pyagent's notify trigger.")
+@click.option(
+    "--with-extras",
+    "--with-notify",
+    "with_notify",
+    is_flag=True,
+    help="Include pyagent's optional extras (notify trigger, due-jobs index).",
+)
 def schema_sql(with_notify: bool) -> None:
     """Print the SQL that creates the schema, for a DBA to review and run with psql."""
     from pyagent import resources
@@ -407,17 +415,21 @@ def schema_sql(with_notify: bool) -> None:
     click.echo(resources.install_script(with_notify=with_notify), nl=False)
 
 
-@schema_group.command("add-notify")
+@schema_group.command("add-extras")
 @click.argument("dsn")
 def schema_add_notify(dsn: str) -> None:
-    """Add pyagent's notify trigger to an existing schema (ours or the extension's)."""
+    """Add pyagent's optional extras to an existing schema (ours or the extension's): the
+    Run-now notify trigger and an index on due jobs. Safe to run again."""
     from pyagent import notify
 
     try:
         added = notify.add_notify_trigger(dsn)
     except Exception as exc:
         raise click.ClickException(_clean(exc)) from exc
-    click.echo("notify trigger added" if added else "notify trigger already present")
+    click.echo("pyagent extras added" if added else "pyagent extras already present (refreshed)")
+
+
+schema_group.add_command(schema_add_notify, "add-notify")  # the earlier name
 
 
 def _clean(exc: BaseException) -> str:

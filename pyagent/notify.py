@@ -18,10 +18,10 @@ def has_notify_trigger(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
 
 
 def add_notify_trigger(conninfo: str) -> bool:
-    """Add the trigger to an existing schema (ours or the extension's); False if present."""
+    """Add pyagent's extras (notify trigger, due-jobs index) to an existing schema (ours
+    or the extension's); idempotent. False if the trigger was already there."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        if has_notify_trigger(conn):
-            return False
+        present = has_notify_trigger(conn)
         with conn.transaction():
             conn.execute(resources.read_sql_file(resources.NOTIFY_FILE).encode())
-    return True
+    return not present

@@ -128,6 +128,23 @@ SELECT log.jlgid, j.jobdesc,
 -- name: job_description
 SELECT jobname, jobdesc FROM pgagent.pga_job WHERE jobid = %(job_id)s
 
+-- name: claim_backlog
+-- While a backlog of due jobs is being worked off: only the claim (see claim_due_jobs).
+WITH due AS (
+    SELECT jobid
+      FROM pgagent.pga_job
+     WHERE jobenabled AND jobagentid IS NULL AND jobnextrun <= now()
+       AND (jobhostagent = '' OR jobhostagent = %(station)s)
+     ORDER BY jobnextrun
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE pgagent.pga_job j
+   SET jobagentid = %(pid)s, joblastrun = now()
+  FROM due
+ WHERE j.jobid = due.jobid AND j.jobagentid IS NULL
+RETURNING 'claim', j.jobid, j.jobnextrun, EXTRACT(EPOCH FROM (now() - j.jobnextrun))::float8
+
 -- name: insert_steplog
 INSERT INTO pgagent.pga_jobsteplog (jslid, jsljlgid, jsljstid, jslstatus)
 SELECT nextval('pgagent.pga_jobsteplog_jslid_seq'), %(jlgid)s, jstid, 'r'

@@ -21,11 +21,14 @@ def test_install_check_and_add_notify(empty_db):
     assert len(again.stderr.strip().splitlines()) == 1
     ok = pyagent("schema", "check", empty_db.dsn)
     assert ok.returncode == 0 and "OK" in ok.stdout
-    assert pyagent("schema", "add-notify", empty_db.dsn).stdout.strip() == "notify trigger added"
-    assert (
-        pyagent("schema", "add-notify", empty_db.dsn).stdout.strip()
-        == "notify trigger already present"
-    )
+    assert pyagent("schema", "add-extras", empty_db.dsn).stdout.strip() == "pyagent extras added"
+    again = pyagent("schema", "add-notify", empty_db.dsn)  # the earlier name still works
+    assert again.stdout.startswith("pyagent extras already present")
+    with empty_db.connect() as c:
+        indexes = {
+            r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'pga_job'")
+        }
+    assert "pyagent_pga_job_due" in indexes
 
 
 def test_check_reports_a_broken_schema(db, conn):
