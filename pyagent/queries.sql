@@ -202,18 +202,21 @@ UPDATE pgagent.pga_job
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
 
 -- name: release_zombie_job
--- A dead agent's job: if its run started (a log row since the claim set joblastrun), the
--- schema schedules the next run; if the agent died before starting it, it stays due.
+-- A dead agent's job: if its run started (a log row since the claim set joblastrun; any
+-- log row when joblastrun was never set), the schema schedules the next run; if the agent
+-- died before starting it, it stays due.
 UPDATE pgagent.pga_job j SET jobagentid = NULL,
        jobnextrun = CASE WHEN EXISTS (SELECT 1 FROM pgagent.pga_joblog l
-                                       WHERE l.jlgjobid = j.jobid AND l.jlgstart >= j.joblastrun)
+                                       WHERE l.jlgjobid = j.jobid
+                                         AND (j.joblastrun IS NULL OR l.jlgstart >= j.joblastrun))
                          THEN NULL ELSE j.jobnextrun END
  WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
 
 -- name: release_zombie_job_at
 UPDATE pgagent.pga_job j SET jobagentid = NULL,
        jobnextrun = CASE WHEN EXISTS (SELECT 1 FROM pgagent.pga_joblog l
-                                       WHERE l.jlgjobid = j.jobid AND l.jlgstart >= j.joblastrun)
+                                       WHERE l.jlgjobid = j.jobid
+                                         AND (j.joblastrun IS NULL OR l.jlgstart >= j.joblastrun))
                          THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
  WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
 
