@@ -62,8 +62,6 @@ class AgentState:
     pid: int | None = None
     reconnects: int = 0
     running: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
-    jobs_started: int = 0
-    jobs_finished: dict[str, int] = field(default_factory=dict)
     # time.monotonic() of the last turn of the supervisor's loop (liveness).
     last_loop: float = 0.0
 
@@ -444,14 +442,18 @@ class Agent:
         run = JobRun(self.ctx, claim)
         task = asyncio.create_task(run.run(), name=f"job-{claim.job_id}")
         self.state.running[claim.job_id] = task
-        self.state.jobs_started += 1
         task.add_done_callback(functools.partial(self._on_job_done, claim))
 
     def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
         if self.state.running.get(claim.job_id) is task:
             del self.state.running[claim.job_id]
-        status = "d" if task.cancelled() else (task.result() if task.exception() is None else "i")
-        self.state.jobs_finished[status] = self.state.jobs_finished.get(status, 0) + 1
+        if not task.cancelled() and task.exception() is not None:
+            # JobRun records every failure itself; anything else is a pyagent bug: say so.
+            self.log.warning(
+                f"Job {claim.job_id} ended unexpectedly: {task.exception()!r}",
+                always=True,
+                job_id=claim.job_id,
+            )
         self._job_done.set()
 
     def _reap_finished(self) -> None:

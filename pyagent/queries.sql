@@ -125,9 +125,6 @@ SELECT log.jlgid, j.jobdesc,
   LEFT JOIN pgagent.pga_jobstep s ON s.jstjobid = %(job_id)s AND s.jstenabled
  ORDER BY s.jstname, s.jstid
 
--- name: job_description
-SELECT jobname, jobdesc FROM pgagent.pga_job WHERE jobid = %(job_id)s
-
 -- name: claim_backlog
 -- While a backlog of due jobs is being worked off: only the claim (see claim_due_jobs).
 WITH due AS (
