@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from pyagent import notify, schema  # noqa: E402
+from pyagent import extras, schema  # noqa: E402
 from pyagent.devcluster import Cluster, find_bindir  # noqa: E402
 
 PGAGENT_BIN = Path(os.environ.get("PYAGENT_BENCH_PGAGENT", "/usr/bin/pgagent"))
@@ -83,6 +83,9 @@ CREATE TABLE public.bench_hits (
 """
 
 
+PRELOAD_STATEMENTS = {"shared_preload_libraries": "'pg_stat_statements'"}
+
+
 class BenchCluster:
     """The throwaway cluster with template databases for each kind of agent."""
 
@@ -94,7 +97,8 @@ class BenchCluster:
 
     @classmethod
     def create(cls) -> BenchCluster:
-        cluster = Cluster.create()
+        # pg_stat_statements counts the statements each agent sends per job.
+        cluster = Cluster.create(settings=PRELOAD_STATEMENTS)
         cluster.start()
         bench = cls(cluster, False)
         try:
@@ -141,7 +145,7 @@ class BenchCluster:
         with connect(self.dsn("postgres")) as conn:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         if agent == PYAGENT_EXT:
-            notify.add_notify_trigger(self.dsn(name))
+            extras.add_notify_trigger(self.dsn(name))
         return name
 
     def drop_db(self, name: str) -> None:

@@ -90,7 +90,7 @@ def aggregate(raw: Path, top: int) -> tuple[list[tuple[str, int]], list[tuple[st
 
 def explain_claim(conn: Any, ids: list[int]) -> None:
     """EXPLAIN ANALYZE of pyagent's claim statement with every job due; rolled back."""
-    from pyagent.resources import query
+    from pyagent.store.agent_store import statement as query
 
     conn.execute("BEGIN")
     try:
@@ -98,10 +98,10 @@ def explain_claim(conn: Any, ids: list[int]) -> None:
             "INSERT INTO pgagent.pga_jobagent (jagpid, jagstation)"
             " VALUES (pg_backend_pid(), 'explain') RETURNING jagpid"
         ).fetchone()
-        params = {"pid": pid, "station": "", "limit": 4, "own_pids": [pid]}
+        params = {"pid": pid, "station": "", "limit": 4, "own_pids": [pid], "full": True}
         conn.execute("UPDATE pgagent.pga_job SET jobnextrun = now() WHERE jobid = ANY(%s)", (ids,))
         rows = conn.execute(
-            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + query("claim_due_jobs"),
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + query("claim_jobs"),
             params,
         ).fetchall()
     finally:

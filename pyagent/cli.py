@@ -13,6 +13,7 @@ import click
 
 from pyagent import __version__
 from pyagent import conninfo as ci
+from pyagent.settings import DEFAULTS
 
 COMMANDS = ("run", "schema", "version", "healthcheck", "demo")
 # Set by the re-exec that hides a password from the process's argument list.
@@ -63,7 +64,7 @@ def main_group() -> None:
     "--poll",
     "poll",
     type=click.IntRange(min=1),
-    default=5,
+    default=int(DEFAULTS.poll_interval),
     show_default=True,
     envvar="PYAGENT_POLL",
     help="Poll interval in seconds (a safety net: the agent "
@@ -74,7 +75,7 @@ def main_group() -> None:
     "--retry",
     "retry",
     type=click.IntRange(min=10),
-    default=30,
+    default=int(DEFAULTS.retry_interval),
     show_default=True,
     envvar="PYAGENT_RETRY",
     help="Longest wait between reconnection attempts, in seconds (>= 10).",
@@ -90,7 +91,7 @@ def main_group() -> None:
     "-l",
     "--log-level",
     type=click.IntRange(0, 2),
-    default=0,
+    default=DEFAULTS.log_level,
     show_default=True,
     envvar="PYAGENT_LOG_LEVEL",
     help="Verbosity: 0=ERROR, 1=WARNING, 2=DEBUG.",
@@ -98,7 +99,7 @@ def main_group() -> None:
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
-    default="text",
+    default=DEFAULTS.log_format,
     show_default=True,
     envvar="PYAGENT_LOG_FORMAT",
     help="text: pgAgent-style lines; json: one structured event per line.",
@@ -112,7 +113,7 @@ def main_group() -> None:
 @click.option(
     "--max-jobs",
     type=click.IntRange(min=1),
-    default=16,
+    default=DEFAULTS.max_jobs,
     show_default=True,
     envvar="PYAGENT_MAX_JOBS",
     help="Most jobs this agent runs at once.",
@@ -120,7 +121,7 @@ def main_group() -> None:
 @click.option(
     "--max-connections-per-target",
     type=click.IntRange(min=1),
-    default=8,
+    default=DEFAULTS.max_connections_per_target,
     show_default=True,
     envvar="PYAGENT_MAX_CONNECTIONS_PER_TARGET",
     help="Most connections open at once to one step target database.",
@@ -128,7 +129,7 @@ def main_group() -> None:
 @click.option(
     "--grace-period",
     type=click.FloatRange(min=0),
-    default=25.0,
+    default=DEFAULTS.grace_period,
     show_default=True,
     envvar="PYAGENT_GRACE_PERIOD",
     help="On SIGTERM, seconds running jobs may take before they are aborted.",
@@ -136,7 +137,7 @@ def main_group() -> None:
 @click.option(
     "--connect-timeout",
     type=click.FloatRange(min=1),
-    default=10.0,
+    default=DEFAULTS.connect_timeout,
     show_default=True,
     envvar="PYAGENT_CONNECT_TIMEOUT",
     help="Seconds to wait for a connection to a step's database.",
@@ -174,7 +175,7 @@ def main_group() -> None:
 @click.option(
     "--batch-env",
     type=click.Choice(["inherit", "clean"]),
-    default="inherit",
+    default=DEFAULTS.batch_env,
     show_default=True,
     envvar="PYAGENT_BATCH_ENV",
     help="inherit: batch steps get the agent's environment (as in pgAgent); "
@@ -307,7 +308,7 @@ def _daemonize() -> None:
 
 
 def _start(settings: Any, foreground: bool) -> None:
-    from pyagent import logging as plog
+    from pyagent import logsetup as plog
     from pyagent.agent import run_agent
 
     plog.configure(settings.log_level, settings.log_file, settings.log_format)
@@ -420,10 +421,10 @@ def schema_sql(with_notify: bool) -> None:
 def schema_add_notify(dsn: str) -> None:
     """Add pyagent's optional extras to an existing schema (ours or the extension's): the
     Run-now notify trigger and an index on due jobs. Safe to run again."""
-    from pyagent import notify
+    from pyagent import extras
 
     try:
-        added = notify.add_notify_trigger(dsn)
+        added = extras.add_notify_trigger(dsn)
     except Exception as exc:
         raise click.ClickException(_clean(exc)) from exc
     click.echo("pyagent extras added" if added else "pyagent extras already present (refreshed)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from psycopg import conninfo as pgconninfo
@@ -33,6 +34,20 @@ def with_dbname(conninfo: str, dbname: str) -> str:
 def make(conninfo: str, **params: str) -> str:
     """A conninfo with some keywords added or replaced."""
     return pgconninfo.make_conninfo(conninfo, **params)
+
+
+@functools.lru_cache(maxsize=1024)
+def step_conninfo(agent_conninfo: str, application_name: str, connstr: str, dbname: str) -> str:
+    """The connection string a SQL step runs on: its jstconnstr exactly as written, or the
+    agent's own options with dbname = jstdbname (and a recognisable application_name).
+    Raises ConninfoError with libpq's message for an invalid jstconnstr (not cached)."""
+    if connstr:
+        parse(connstr)
+        return connstr
+    target = with_dbname(agent_conninfo, dbname)
+    if "application_name" not in parse(target):
+        target = make(target, application_name=f"{application_name} step")
+    return target
 
 
 def mask_conninfo(conninfo: str) -> str:

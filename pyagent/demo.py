@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from pyagent import logging as plog
+from pyagent import logsetup as plog
 from pyagent import schema
 from pyagent.agent import Agent
 from pyagent.devcluster import Cluster

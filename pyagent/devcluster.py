@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL clusters for tests, benchmarks and the demo.
+"""Throwaway PostgreSQL clusters for the demo, the tests and the benchmarks.
 
 A cluster lives in a temporary directory, listens on 127.0.0.1 and a private Unix socket
 directory on a free port, and runs with fsync off. initdb refuses to run as root, so when
@@ -25,7 +25,6 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "full_page_writes": "off",
     "max_connections": "300",
     "shared_buffers": "64MB",
-    "shared_preload_libraries": "'pg_stat_statements'",
     "log_min_messages": "warning",
     "log_line_prefix": "'%m [%p] %q%u@%d '",
     "wal_level": "replica",
@@ -105,40 +104,8 @@ class Cluster:
         cluster._initdb()
         return cluster
 
-    def create_standby(self) -> Cluster:
-        """A streaming replica of this (running) cluster, made by pg_basebackup; not started."""
-        base = Path(tempfile.mkdtemp(prefix="pyagent-pg-standby-"))
-        standby = Cluster(base, free_port(), self.bindir, dict(self.settings))
-        standby.socketdir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(base, "postgres", "postgres")
-            shutil.chown(standby.socketdir, "postgres", "postgres")
-            os.chmod(base, 0o755)  # noqa: S103 - the server user must enter it
-        standby._run(
-            [
-                str(self.bindir / "pg_basebackup"),
-                "-D",
-                str(standby.datadir),
-                "-R",
-                "-X",
-                "stream",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                self.superuser,
-            ]
-        )
-        with open(standby.datadir / "postgresql.conf", "a", encoding="utf-8") as fh:
-            fh.write(f"\nport = {standby.port}\nunix_socket_directories = '{standby.socketdir}'\n")
-        return standby
-
-    def promote(self) -> None:
-        """Promote a standby to primary (waits for the promotion)."""
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "promote"])
-
-    def _run(self, argv: Sequence[str], timeout: float = 120) -> str:
+    def run_server_command(self, argv: Sequence[str], timeout: float = 120) -> str:
+        """Run a server program (as the postgres OS user when we are root)."""
         proc = subprocess.run(
             _as_server_user(argv),
             capture_output=True,
@@ -157,7 +124,7 @@ class Cluster:
             shutil.chown(self.basedir, "postgres", "postgres")
             shutil.chown(self.socketdir, "postgres", "postgres")
             os.chmod(self.basedir, 0o755)  # noqa: S103 - the server user must enter it
-        self._run(
+        self.run_server_command(
             [
                 str(self.bindir / "initdb"),
                 "-D",
@@ -182,7 +149,7 @@ class Cluster:
         (self.datadir / "pg_hba.conf").write_text(HBA, encoding="utf-8")
 
     def start(self) -> None:
-        self._run(
+        self.run_server_command(
             [
                 str(self.bindir / "pg_ctl"),
                 "-D",
@@ -197,7 +164,9 @@ class Cluster:
         )
 
     def stop(self, mode: str = "fast") -> None:
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"])
+        self.run_server_command(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]
+        )
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)

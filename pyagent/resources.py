@@ -1,17 +1,13 @@
-"""Access to the SQL files shipped with pyagent (schema scripts and named queries)."""
+"""Access to the schema's SQL files shipped with pyagent (install scripts and extras)."""
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from importlib import resources
 
 # Files of the schema, in install order. pga_next_schedule.sql holds the next-run function.
 SCHEMA_FILES = ("pgagent.sql", "pga_next_schedule.sql")
 # Optional extra: NOTIFY on "Run now" so agents wake up at once (not part of pgAgent's schema).
 NOTIFY_FILE = "pyagent_notify.sql"
-
-_BLOCK_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 def read_sql_file(name: str) -> str:
@@ -31,23 +27,3 @@ def install_script(*, with_notify: bool = False) -> str:
         parts.append(read_sql_file(NOTIFY_FILE))
     parts.append("COMMIT;")
     return "\n".join(parts) + "\n"
-
-
-@cache
-def queries() -> dict[str, str]:
-    """Named statements of pyagent/queries.sql, keyed by block name."""
-    text = resources.files("pyagent").joinpath("queries.sql").read_text(encoding="utf-8")
-    found: dict[str, str] = {}
-    matches = list(_BLOCK_HEADER.finditer(text))
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        body = text[match.end() : end].strip()
-        if match.group(1) in found:
-            raise ValueError(f"duplicate query block {match.group(1)!r}")
-        found[match.group(1)] = body
-    return found
-
-
-def query(name: str) -> str:
-    """One named statement of pyagent/queries.sql."""
-    return queries()[name]

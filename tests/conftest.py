@@ -49,7 +49,8 @@ class TestDB:
 
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster.create()
+    # pg_stat_statements: the benchmark smoke test counts statements on this cluster.
+    cluster = Cluster.create(settings={"shared_preload_libraries": "'pg_stat_statements'"})
     cluster.start()
     try:
         with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:

@@ -29,7 +29,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
-from pyagent.logging import get_logger
+from pyagent.logsetup import get_logger
 
 if TYPE_CHECKING:
     from pyagent.ops.metrics import Metrics

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from pyagent.logging import get_logger
+from pyagent.logsetup import get_logger
 
 StateProvider = Callable[[], Mapping[str, float]]
 

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import pq
 from psycopg.errors import Diagnostic
 
-from pyagent.logging import scrub
-from pyagent.pools import StepConnection, TargetPool
+from pyagent.logsetup import scrub
+from pyagent.steps.pools import StepConnection, TargetPool
 from pyagent.steps.result import StepOutcome, clean_text
 
 NO_CONNECTION = "Couldn't get a connection to the database!"

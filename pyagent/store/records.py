@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -42,3 +44,79 @@ class OnError(StrEnum):
     FAIL = "f"
     SUCCEED = "s"
     IGNORE = "i"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this agent claimed, with the jobnextrun it had when claimed."""
+
+    job_id: int
+    claimed_nextrun: datetime | None
+    agent_pid: int
+    # Seconds between the job's jobnextrun and the claim (None when it had none).
+    pickup_lag: float | None = None
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one claim statement found: the jobs claimed and, on a full poll, when the next
+    unclaimed job is due (seconds; <= 0 means already due) and how many agents look dead."""
+
+    claims: tuple[Claim, ...]
+    next_due_in: float | None = None
+    dead_agents: int = 0
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """One enabled step of a job, as the agent runs it."""
+
+    step_id: int
+    name: str
+    kind: str  # a StepKind letter, or whatever the row holds (an invalid kind fails the job)
+    code: str
+    connstr: str
+    dbname: str
+    onerror: str
+    desc: str
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A run's pga_joblog row, the job's comment and its enabled steps in pgAgent's order."""
+
+    jlgid: int
+    jobdesc: str
+    steps: tuple[StepDef, ...]
+
+
+class SchemaProblem(StrEnum):
+    """Why the schema cannot be used (each has pgAgent's own log message)."""
+
+    NO_JOB_TABLE = "no_job_table"
+    NO_VERSION_FUNCTION = "no_version_function"
+    WRONG_VERSION = "wrong_version"
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    problem: SchemaProblem | None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    in_recovery: bool
+    timezone: str
+    has_notify_trigger: bool
+
+
+@dataclass(frozen=True)
+class FallbackRelease:
+    """A job released with a next run computed by pyagent because the schema's next-run
+    function failed: the error, the schedules in words and the time chosen."""
+
+    job_id: int
+    error: str
+    schedules: str
+    next_run: datetime | None

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pyagent.notify import add_notify_trigger
+from pyagent.extras import add_notify_trigger
 from tests.agentproc import (
     AgentProcess,
     job_logs,

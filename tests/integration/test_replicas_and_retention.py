@@ -11,6 +11,7 @@ import pytest
 from pyagent import schema
 from pyagent.devcluster import Cluster
 from tests.agentproc import AgentProcess, make_job, wait_job_finished, wait_until
+from tests.standby import create_standby, promote
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def primary_and_standby():
     standby = None
     try:
         schema.install(primary.dsn("postgres"))
-        standby = primary.create_standby()
+        standby = create_standby(primary)
         standby.start()
         yield primary, standby
     finally:
@@ -47,7 +48,7 @@ def test_agent_on_a_standby_waits_and_starts_after_promotion(primary_and_standby
         )
         assert _registered(primary.dsn("postgres")) == []
         primary.stop("fast")
-        standby.promote()
+        promote(standby)
         wait_until(lambda: _registered(standby.dsn("postgres")), timeout=30, what="registration")
         with psycopg.connect(standby.dsn("postgres"), autocommit=True) as conn:
             job = make_job(conn, "after promotion", [{"jstcode": "SELECT 1"}], run_now=True)
@@ -69,7 +70,7 @@ def test_multi_host_conninfo_follows_a_failover(primary_and_standby):
         agent.wait_registered()
         assert _registered(primary.dsn("postgres"))
         primary.stop("immediate")
-        standby.promote()
+        promote(standby)
         wait_until(lambda: _registered(standby.dsn("postgres")), timeout=40, what="failover")
         with psycopg.connect(standby.dsn("postgres"), autocommit=True) as conn:
             job = make_job(conn, "after failover", [{"jstcode": "SELECT 1"}], run_now=True)

@@ -1,4 +1,5 @@
-"""pyagent's optional NOTIFY trigger, which lets agents react to "Run now" at once."""
+"""pyagent's optional schema extras: a NOTIFY trigger that lets agents react to "Run now" at
+once, and an index on due jobs (neither is part of pgAgent's schema)."""
 
 from __future__ import annotations
 

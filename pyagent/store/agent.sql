@@ -1,18 +1,44 @@
--- Every statement pyagent sends to the pgagent schema, as named blocks.
+-- Every statement the agent sends to the pgagent schema while it runs, as named blocks.
 -- Parameters use psycopg's %(name)s placeholders; values are always bound, never pasted.
+-- `-- fragment: x` blocks are not statements: `{{x}}` inside a block is replaced by the
+-- fragment's text when the file is loaded, so a predicate is written once.
 
--- name: sanity_check
-SELECT count(*) AS count, pg_backend_pid() AS pid
-  FROM pg_catalog.pg_class cl
-  JOIN pg_catalog.pg_namespace ns ON ns.oid = cl.relnamespace
- WHERE cl.relname = 'pga_job' AND ns.nspname = 'pgagent'
+-- fragment: dead_agent
+-- An agent is gone when no backend has its pid, or when the pid now belongs to a backend
+-- that started after the agent registered (pid reuse). backend_start is NULL for other
+-- roles' sessions when we lack pg_read_all_stats; then only the pid is compared.
+NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_stat_activity s
+         WHERE s.pid = a.jagpid
+           AND (s.backend_start IS NULL OR s.backend_start <= a.jaglogintime))
+   AND a.jagpid <> ALL(%(own_pids)s)
 
--- name: version_function_exists
-SELECT count(*)
-  FROM pg_catalog.pg_proc p
-  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
- WHERE p.proname = 'pgagent_schema_version' AND n.nspname = 'pgagent'
-   AND p.prorettype = 'pg_catalog.int2'::pg_catalog.regtype AND p.pronargs = 0
+-- fragment: run_started_since_claim
+-- A claimed job's run started when a log row exists since the claim set joblastrun (any
+-- log row when joblastrun was never set).
+EXISTS (SELECT 1 FROM pgagent.pga_joblog l
+         WHERE l.jlgjobid = j.jobid
+           AND (j.joblastrun IS NULL OR l.jlgstart >= j.joblastrun))
+
+-- fragment: next_run_after_release
+-- jobnextrun = NULL makes pga_job_trigger compute the next run (unless pyagent computed it
+-- as a fallback: %(next_run)s). A value that changed while the job ran ("Run now", or a
+-- schedule edit) is kept instead of overwritten.
+CASE WHEN j.jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
+     THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
+
+-- ---- start-up -------------------------------------------------------------------------
+
+-- name: schema_facts
+-- Is there a pga_job table, a pgagent_schema_version() of the right shape, and its value.
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class cl
+                 JOIN pg_catalog.pg_namespace ns ON ns.oid = cl.relnamespace
+                WHERE cl.relname = 'pga_job' AND ns.nspname = 'pgagent') AS has_job_table,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                WHERE p.proname = 'pgagent_schema_version' AND n.nspname = 'pgagent'
+                  AND p.prorettype = 'pg_catalog.int2'::pg_catalog.regtype
+                  AND p.pronargs = 0) AS has_version_function
 
 -- name: schema_version
 SELECT pgagent.pgagent_schema_version()::text
@@ -23,14 +49,14 @@ SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('TimeZone'),
                 WHERE tgname = 'pyagent_notify_trigger'
                   AND tgrelid = 'pgagent.pga_job'::pg_catalog.regclass)
 
+-- name: remove_stale_self
+-- A row with our own pid can only be left over from a dead backend whose pid was reused.
+DELETE FROM pgagent.pga_jobagent WHERE jagpid = pg_catalog.pg_backend_pid()
+
 -- name: register_agent
 INSERT INTO pgagent.pga_jobagent (jagpid, jagstation)
 VALUES (pg_catalog.pg_backend_pid(), %(station)s)
 RETURNING jagpid
-
--- name: remove_stale_self
--- A row with our own pid can only be left over from a dead backend whose pid was reused.
-DELETE FROM pgagent.pga_jobagent WHERE jagpid = pg_catalog.pg_backend_pid()
 
 -- name: adopt_claims
 -- After a reconnect: jobs still running in this process move to the new identity.
@@ -40,17 +66,10 @@ UPDATE pgagent.pga_job SET jobagentid = %(new_pid)s
 -- name: unregister_agent
 DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
 
+-- ---- dead agents ----------------------------------------------------------------------
+
 -- name: find_zombie_agents
--- An agent is gone when no backend has its pid, or when the pid now belongs to a backend
--- that started after the agent registered (pid reuse). backend_start is NULL for other
--- roles' sessions when we lack pg_read_all_stats; then only the pid is compared.
-SELECT a.jagpid
-  FROM pgagent.pga_jobagent a
- WHERE NOT EXISTS (
-        SELECT 1 FROM pg_catalog.pg_stat_activity s
-         WHERE s.pid = a.jagpid
-           AND (s.backend_start IS NULL OR s.backend_start <= a.jaglogintime))
-   AND a.jagpid <> ALL(%(own_pids)s)
+SELECT a.jagpid FROM pgagent.pga_jobagent a WHERE {{dead_agent}}
 
 -- name: abort_zombie_logs
 WITH running AS (
@@ -66,15 +85,27 @@ UPDATE pgagent.pga_jobsteplog sl SET jslstatus = 'd'
 -- name: zombie_jobs
 SELECT jobid FROM pgagent.pga_job WHERE jobagentid = %(pid)s
 
+-- name: release_zombie_job
+-- A dead agent's job: if its run started, the next run is scheduled (by the schema, or
+-- %(next_run)s when pyagent computed it); if the agent died before starting it, it stays due.
+UPDATE pgagent.pga_job j SET jobagentid = NULL,
+       jobnextrun = CASE WHEN {{run_started_since_claim}}
+                         THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
+ WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
+
 -- name: delete_agent
 DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
 
--- name: claim_due_jobs
+-- ---- claims ---------------------------------------------------------------------------
+
+-- name: claim_jobs
 -- Claims up to %(limit)s due jobs for this agent. SKIP LOCKED lets several agents claim
 -- concurrently; the outer re-check of jobagentid keeps a job from being claimed twice
 -- even against agents (like the C pgAgent) that claim with a plain conditional UPDATE.
--- Also reports when the next unclaimed job is due (seconds from the server's now) and
--- whether any registered agent looks dead, so one round trip serves the whole poll.
+-- With %(full)s it also reports when the next unclaimed job is due (seconds from the
+-- server's now) and how many registered agents look dead, so one round trip serves the
+-- whole poll. Without it (a backlog being worked off) those parts are skipped by the
+-- executor (a one-time filter), and only the claim runs.
 WITH due AS (
     SELECT jobid
       FROM pgagent.pga_job
@@ -96,19 +127,17 @@ SELECT 'claim' AS kind, jobid, jobnextrun,
 UNION ALL
 SELECT 'next', NULL, NULL, EXTRACT(EPOCH FROM (min(jobnextrun) - now()))::float8
   FROM pgagent.pga_job
- WHERE jobenabled AND jobagentid IS NULL AND jobnextrun IS NOT NULL
+ WHERE %(full)s AND jobenabled AND jobagentid IS NULL AND jobnextrun IS NOT NULL
    AND (jobhostagent = '' OR jobhostagent = %(station)s)
    AND jobid NOT IN (SELECT jobid FROM due)
 UNION ALL
 SELECT 'zombies', NULL, NULL, count(*)::float8
   FROM pgagent.pga_jobagent a
- WHERE NOT EXISTS (
-        SELECT 1 FROM pg_catalog.pg_stat_activity s
-         WHERE s.pid = a.jagpid
-           AND (s.backend_start IS NULL OR s.backend_start <= a.jaglogintime))
-   AND a.jagpid <> ALL(%(own_pids)s)
+ WHERE %(full)s AND {{dead_agent}}
 
--- name: start_job
+-- ---- one run --------------------------------------------------------------------------
+
+-- name: start_run
 -- The run's pga_joblog row ('r'), the job's comment (where per-job options such as
 -- @JOB_TIMEOUT=…; live) and its enabled steps in pgAgent's order, in one round trip.
 -- A job without steps gives one row with NULL step columns.
@@ -125,35 +154,37 @@ SELECT log.jlgid, j.jobdesc,
   LEFT JOIN pgagent.pga_jobstep s ON s.jstjobid = %(job_id)s AND s.jstenabled
  ORDER BY s.jstname, s.jstid
 
--- name: claim_backlog
--- While a backlog of due jobs is being worked off: only the claim (see claim_due_jobs).
-WITH due AS (
-    SELECT jobid
-      FROM pgagent.pga_job
-     WHERE jobenabled AND jobagentid IS NULL AND jobnextrun <= now()
-       AND (jobhostagent = '' OR jobhostagent = %(station)s)
-     ORDER BY jobnextrun
-     LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
-)
-UPDATE pgagent.pga_job j
-   SET jobagentid = %(pid)s, joblastrun = now()
-  FROM due
- WHERE j.jobid = due.jobid AND j.jobagentid IS NULL
-RETURNING 'claim', j.jobid, j.jobnextrun, EXTRACT(EPOCH FROM (now() - j.jobnextrun))::float8
-
--- name: insert_steplog
+-- name: start_step
 INSERT INTO pgagent.pga_jobsteplog (jslid, jsljlgid, jsljstid, jslstatus)
 SELECT nextval('pgagent.pga_jobsteplog_jslid_seq'), %(jlgid)s, jstid, 'r'
   FROM pgagent.pga_jobstep
  WHERE jstid = %(step_id)s
 RETURNING jslid
 
--- name: finish_steplog
+-- name: finish_step
 -- Guarded by jslstatus = 'r': a step already marked aborted by a sweep stays aborted.
 UPDATE pgagent.pga_jobsteplog
    SET jslduration = now() - jslstart, jslresult = %(result)s,
        jslstatus = %(status)s, jsloutput = %(output)s
+ WHERE jslid = %(jslid)s AND jslstatus = 'r'
+
+-- name: finish_run
+-- Close the run's log and release the job in one statement. If the schema's next-run
+-- function fails, nothing is changed and the agent falls back (release_job with the next
+-- run it computed itself).
+WITH log AS (
+    UPDATE pgagent.pga_joblog
+       SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
+     WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
+)
+UPDATE pgagent.pga_job j
+   SET jobagentid = NULL, jobnextrun = {{next_run_after_release}}
+ WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+
+-- name: abort_step
+UPDATE pgagent.pga_jobsteplog
+   SET jslstatus = 'd', jslduration = now() - jslstart, jslresult = %(result)s,
+       jsloutput = %(output)s
  WHERE jslid = %(jslid)s AND jslstatus = 'r'
 
 -- name: finish_joblog
@@ -162,26 +193,9 @@ UPDATE pgagent.pga_joblog
  WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
 
 -- name: release_job
--- jobnextrun = NULL makes pga_job_trigger compute the next run. A value that changed
--- while the job ran ("Run now", or a schedule edit) is kept instead of overwritten.
-UPDATE pgagent.pga_job
-   SET jobagentid = NULL,
-       jobnextrun = CASE WHEN jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
-                         THEN NULL ELSE jobnextrun END
- WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
-
--- name: finish_job
--- Close the run's log and release the job in one statement (see release_job). If the
--- schema's next-run function fails, nothing is changed and the agent falls back.
-WITH log AS (
-    UPDATE pgagent.pga_joblog
-       SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
-     WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
-)
-UPDATE pgagent.pga_job
-   SET jobagentid = NULL,
-       jobnextrun = CASE WHEN jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
-                         THEN NULL ELSE jobnextrun END
+-- Give the claim back and schedule the next run (see next_run_after_release).
+UPDATE pgagent.pga_job j
+   SET jobagentid = NULL, jobnextrun = {{next_run_after_release}}
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
 
 -- name: release_unstarted_job
@@ -190,32 +204,10 @@ UPDATE pgagent.pga_job
 UPDATE pgagent.pga_job SET jobagentid = NULL
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
 
--- name: release_job_at
--- Fallback when the schema's next-run function fails: the next run computed by pyagent.
-UPDATE pgagent.pga_job
-   SET jobagentid = NULL,
-       jobnextrun = CASE WHEN jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
-                         THEN %(next_run)s::timestamptz ELSE jobnextrun END
- WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+-- ---- the fallback next-run computation ------------------------------------------------
 
--- name: release_zombie_job
--- A dead agent's job: if its run started (a log row since the claim set joblastrun; any
--- log row when joblastrun was never set), the schema schedules the next run; if the agent
--- died before starting it, it stays due.
-UPDATE pgagent.pga_job j SET jobagentid = NULL,
-       jobnextrun = CASE WHEN EXISTS (SELECT 1 FROM pgagent.pga_joblog l
-                                       WHERE l.jlgjobid = j.jobid
-                                         AND (j.joblastrun IS NULL OR l.jlgstart >= j.joblastrun))
-                         THEN NULL ELSE j.jobnextrun END
- WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
-
--- name: release_zombie_job_at
-UPDATE pgagent.pga_job j SET jobagentid = NULL,
-       jobnextrun = CASE WHEN EXISTS (SELECT 1 FROM pgagent.pga_joblog l
-                                       WHERE l.jlgjobid = j.jobid
-                                         AND (j.joblastrun IS NULL OR l.jlgstart >= j.joblastrun))
-                         THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
- WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
+-- name: session_clock
+SELECT now(), pg_catalog.current_setting('TimeZone')
 
 -- name: job_schedules
 SELECT jscid, jscstart, jscend, jscminutes, jschours, jscweekdays, jscmonthdays, jscmonths
@@ -226,6 +218,8 @@ SELECT jscid, jscstart, jscend, jscminutes, jschours, jscweekdays, jscmonthdays,
 SELECT jexscid, jexdate, jextime
   FROM pgagent.pga_exception
  WHERE jexscid = ANY(%(schedule_ids)s)
+
+-- ---- housekeeping ---------------------------------------------------------------------
 
 -- name: purge_old_joblogs
 -- Job history retention: one small batch of finished runs older than the limit; their step
@@ -240,9 +234,3 @@ WITH doomed AS (
        FOR UPDATE SKIP LOCKED
 )
 DELETE FROM pgagent.pga_joblog l USING doomed WHERE l.jlgid = doomed.jlgid
-
--- name: abort_steplog
-UPDATE pgagent.pga_jobsteplog
-   SET jslstatus = 'd', jslduration = now() - jslstart, jslresult = %(result)s,
-       jsloutput = %(output)s
- WHERE jslid = %(jslid)s AND jslstatus = 'r'

@@ -1,0 +1,243 @@
+"""Run one claimed job: its pga_joblog row, its enabled steps in order, the on-error rules,
+and the release that lets the schema schedule the next run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyagent import conninfo as ci
+from pyagent.annotations import format_seconds, job_options, step_options
+from pyagent.logsetup import get_logger
+from pyagent.settings import Settings
+from pyagent.steps.batch import BatchOptions, run_batch_step
+from pyagent.steps.pools import StepPools
+from pyagent.steps.result import StepOutcome
+from pyagent.steps.sql import NO_CONNECTION, run_sql_step
+from pyagent.store.agent_store import AgentStore
+from pyagent.store.records import Claim, FallbackRelease, OnError, RunStatus, StepDef, StepKind
+
+if TYPE_CHECKING:
+    from pyagent.ops.metrics import Metrics
+
+BATCH_DISABLED = "Batch steps are disabled on this agent (--no-batch)"
+INVALID_KIND = "Invalid step type!"
+ABORTED = "Step aborted: the agent stopped before the step finished"
+
+
+@dataclass
+class JobContext:
+    """What a job run needs from the agent."""
+
+    settings: Settings
+    store: AgentStore
+    pools: StepPools
+    metrics: Metrics | None = None
+
+
+def step_target(settings: Settings, step: StepDef) -> str:
+    """The connection string a SQL step runs on."""
+    return ci.step_conninfo(settings.conninfo, settings.application_name, step.connstr, step.dbname)
+
+
+async def execute_step(ctx: JobContext, job_id: int, step: StepDef) -> StepOutcome:
+    """Run one step and describe its outcome; never raises except on cancellation."""
+    log = get_logger()
+    limit = ctx.settings.max_output_bytes
+    ids = {"job_id": job_id, "step_id": step.step_id}
+    if step.kind == StepKind.SQL:
+        log.debug(f"Executing SQL step {step.step_id}(part of job {job_id})", **ids)
+        try:
+            target = step_target(ctx.settings, step)
+        except ci.ConninfoError as exc:
+            log.warning(
+                f'Failed to parse the connection string "{ci.mask_conninfo(step.connstr)}" '
+                f"with error: {exc}",
+                **ids,
+            )
+            return StepOutcome(False, -1, f"{NO_CONNECTION}\ninvalid connection string: {exc}")
+        return await run_sql_step(ctx.pools.for_target(target), step.code, limit)
+    if step.kind == StepKind.BATCH:
+        log.debug(f"Executing batch step{step.step_id}(part of job {job_id})", **ids)
+        if not ctx.settings.allow_batch:
+            return StepOutcome(False, -1, BATCH_DISABLED)
+        options = BatchOptions(env_mode=ctx.settings.batch_env, max_output_bytes=limit)
+        outcome = await run_batch_step(job_id, step.step_id, step.code, options)
+        log.debug(f"Script return code: {outcome.result}", **ids)
+        return outcome
+    log.warning(INVALID_KIND, **ids)
+    return StepOutcome(False, -1, INVALID_KIND)
+
+
+async def run_with_timeout(
+    ctx: JobContext, job_id: int, step: StepDef, timeout: float | None
+) -> StepOutcome:
+    """Run a step; past its timeout it is cancelled (SQL on the server, batch as a process
+    group) and fails with a clear message."""
+    if timeout is None:
+        return await execute_step(ctx, job_id, step)
+    task = asyncio.ensure_future(execute_step(ctx, job_id, step))
+    try:
+        done, _pending = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    get_logger().warning(
+        f"Step {step.step_id} of job {job_id} timed out after {format_seconds(timeout)}",
+        job_id=job_id,
+        step_id=step.step_id,
+    )
+    return StepOutcome(
+        False, -1, f"ERROR:  step timed out after {format_seconds(timeout)} and was cancelled"
+    )
+
+
+def step_status(step: StepDef, outcome: StepOutcome) -> RunStatus:
+    """A step's final status from its outcome and its on-error rule."""
+    if step.kind not in (StepKind.SQL, StepKind.BATCH):
+        return RunStatus.INTERNAL_ERROR
+    if outcome.succeeded or step.onerror == OnError.SUCCEED:
+        return RunStatus.SUCCEEDED
+    if step.onerror == OnError.IGNORE:
+        return RunStatus.INTERNAL_ERROR
+    return RunStatus.FAILED
+
+
+class JobRun:
+    """The state of one job run; `run()` drives it to a final status."""
+
+    def __init__(self, ctx: JobContext, claim: Claim) -> None:
+        self.ctx = ctx
+        self.claim = claim
+        self.jlgid: int | None = None
+        self.current_jslid: int | None = None
+        self.status = RunStatus.INTERNAL_ERROR
+        self.log = get_logger()
+        self.job_timeout: float | None = None
+        self.abort_message = ABORTED
+
+    async def run(self) -> RunStatus:
+        job_id = self.claim.job_id
+        started = time.monotonic()
+        self.log.debug(f"Starting job: {job_id}", job_id=job_id)
+        try:
+            await self._run_steps()
+        except TimeoutError:
+            # The job's own timeout: the running step was cancelled and is marked aborted.
+            self.status = RunStatus.FAILED
+            limit = format_seconds(self.job_timeout or 0)
+            self.abort_message = f"Step aborted: the job's timeout ({limit}) was reached"
+            self.log.warning(f"Job {job_id} timed out after {limit}", job_id=job_id)
+        except asyncio.CancelledError:
+            self.status = RunStatus.ABORTED
+            await asyncio.shield(self._finish())
+            self._count_finished(started)
+            raise
+        except Exception as exc:
+            # One job must never take the agent down: record it as an internal error.
+            self.status = RunStatus.INTERNAL_ERROR
+            self.log.warning(f"Job {job_id} ended with an internal error: {exc!r}", job_id=job_id)
+        await asyncio.shield(self._finish())
+        self._count_finished(started)
+        self.log.debug(
+            f"Completed job: {job_id}",
+            job_id=job_id,
+            jlgid=self.jlgid,
+            status=self.status.value,
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+        return self.status
+
+    def _count_finished(self, started: float) -> None:
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.job_finished(self.status.value, time.monotonic() - started)
+
+    async def _run_steps(self) -> None:
+        job_id = self.claim.job_id
+        start = await self.ctx.store.start_run(job_id)
+        if start is None:
+            return
+        self.jlgid = start.jlgid
+        options = job_options(start.jobdesc, self.ctx.settings.job_timeout)
+        for problem in options.problems:
+            self.log.warning(f"Job {job_id}: ignoring {problem}", job_id=job_id)
+        self.job_timeout = options.timeout
+        self.status = RunStatus.SUCCEEDED
+        async with asyncio.timeout(options.timeout):
+            for step in start.steps:
+                if not await self._run_one(step):
+                    break
+
+    async def _run_one(self, step: StepDef) -> bool:
+        """Run one step with its log row; False when the job must stop here."""
+        store, job_id, jlgid = self.ctx.store, self.claim.job_id, self.jlgid
+        assert jlgid is not None
+        ids = {"job_id": job_id, "step_id": step.step_id}
+        self.current_jslid = await store.start_step(jlgid, step.step_id)
+        if self.current_jslid is None:
+            # The step was deleted (or the database is gone for good): an internal error.
+            self.log.warning(f"Value of rc is 0 for job {job_id}", **ids)
+            self.status = RunStatus.INTERNAL_ERROR
+            return False
+        started = time.monotonic()
+        options = step_options(step.desc, self.ctx.settings.step_timeout)
+        for problem in options.problems:
+            self.log.warning(f"Step {step.step_id}: ignoring {problem}", **ids)
+        outcome = await run_with_timeout(self.ctx, job_id, step, options.timeout)
+        status = step_status(step, outcome)
+        recorded = await store.finish_step(
+            self.current_jslid, status, outcome.result, outcome.output
+        )
+        elapsed = time.monotonic() - started
+        self.log.debug(
+            f"Step {step.step_id} of job {job_id} finished with status {status.value}",
+            **ids,
+            jlgid=jlgid,
+            status=status.value,
+            result=outcome.result,
+            duration_ms=round(elapsed * 1000),
+        )
+        if self.ctx.metrics is not None:
+            kind = {"s": "sql", "b": "batch"}.get(step.kind, "other")
+            self.ctx.metrics.step_finished(kind, status.value, elapsed)
+        self.current_jslid = None
+        if step.kind not in (StepKind.SQL, StepKind.BATCH):
+            self.status = RunStatus.INTERNAL_ERROR
+            return False
+        if not recorded or status == RunStatus.FAILED:
+            self.status = RunStatus.FAILED
+            return False
+        return True
+
+    async def _finish(self) -> None:
+        """Final bookkeeping: close the open step log, the job log, and release the job."""
+        store, job_id = self.ctx.store, self.claim.job_id
+        try:
+            if self.current_jslid is not None:
+                await store.abort_step(self.current_jslid, self.abort_message)
+            fallback = await store.finish_run(self.claim, self.jlgid, self.status)
+        except Exception as exc:
+            self.log.warning(f"Could not record the end of job {job_id}: {exc!r}", job_id=job_id)
+            return
+        if fallback is not None:
+            log_fallback_release(fallback)
+
+
+def log_fallback_release(fallback: FallbackRelease) -> None:
+    """Say that the schema could not compute a job's next run, and what pyagent chose."""
+    get_logger().warning(
+        f"The schema could not compute the next run of job {fallback.job_id} "
+        f"({fallback.error}); schedules: {fallback.schedules}; "
+        f"released with the next run computed by pyagent: {fallback.next_run}",
+        job_id=fallback.job_id,
+    )

@@ -1,0 +1,395 @@
+"""The supervisor: connect, check the schema, sweep zombies, register, claim due jobs and
+start their runs, wake up on time, survive outages, and shut down cleanly.
+
+What the agent says to the database is in pyagent.store; what a run does is in
+pyagent.agent.jobrun; systemd, health and metrics are pyagent.agent.reporting; the poll
+loop's decisions are the pure functions of pyagent.agent.polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pyagent.agent import polling
+from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
+from pyagent.agent.listener import Listener
+from pyagent.agent.polling import Next
+from pyagent.agent.reporting import Reporter
+from pyagent.agent.signals import SignalHandler
+from pyagent.agent.state import AgentState, Wakeups
+from pyagent.backoff import Backoff
+from pyagent.logsetup import get_logger
+from pyagent.settings import Settings
+from pyagent.steps.pools import StepPools
+from pyagent.store.agent_store import AgentStore
+from pyagent.store.connections import RECONNECT_ERRORS
+from pyagent.store.records import Claim, SchemaProblem
+
+# pgAgent's own messages for an unusable schema.
+SCHEMA_MESSAGES = {
+    SchemaProblem.NO_JOB_TABLE: "Could not find the table 'pgagent.pga_job'. "
+    "Have you run pgagent.sql on this database?",
+    SchemaProblem.NO_VERSION_FUNCTION: "Couldn't find the function 'pgagent_schema_version' - "
+    'please run ALTER EXTENSION "pgagent" UPDATE;.',
+    SchemaProblem.WRONG_VERSION: "Unsupported schema version: {version}. Version 4 is required "
+    '- please run ALTER EXTENSION "pgagent" UPDATE;.',
+}
+
+
+class SchemaUnusable(Exception):
+    """The database has no usable pgagent schema (logged with pgAgent's message)."""
+
+
+class Agent:
+    """One pyagent process: the scheduling loop and its side tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: AgentStore | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = AgentState()
+        self.wakeups = Wakeups()
+        self.log = get_logger()
+        self.store = store or AgentStore(
+            settings.conninfo,
+            pool_size=settings.control_pool_size,
+            application_name=settings.application_name,
+            connect_timeout=settings.connect_timeout,
+        )
+        self.pools = StepPools(settings.max_connections_per_target, settings.connect_timeout)
+        self.reporter = reporter or Reporter(settings, self.state, self.store, self.pools)
+        self.wakeups.max_wait = self.reporter.watchdog_interval
+        self.metrics = self.reporter.metrics
+        self.ctx = JobContext(settings, self.store, self.pools, self.metrics)
+
+    def request_stop(self) -> None:
+        """Stop claiming and shut down gracefully."""
+        self.wakeups.stop.set()
+        self.wakeups.wake.set()
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        SignalHandler(self._on_stop_signal).install()
+        self.reporter.heartbeat()
+        await self.reporter.start_health_server()
+        await self.store.open_pool()
+        side = [
+            self._side_task("listener", Listener(self.settings, self.state, self.wakeups).run),
+            asyncio.create_task(self.reporter.ready_anyway_later(self.wakeups)),
+        ]
+        if self.settings.log_retention_days is not None:
+            side.append(self._side_task("retention", self._purge_old_logs_forever))
+        try:
+            await self._connect_loop()
+        finally:
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            await self._shutdown()
+            await self.reporter.stop_health_server()
+        return 0
+
+    # ---- connection and registration ----------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        attempt = 0
+        backoff = Backoff(initial=1.0, maximum=self.settings.retry_interval)
+        while not self.wakeups.stop.is_set():
+            attempt += 1
+            self.reporter.heartbeat()
+            try:
+                if await self._connect_and_register():
+                    attempt = 0
+                    backoff.reset()
+                    await self._poll_loop()
+                return  # stopping: keep the service connection for the shutdown
+            except SchemaUnusable:
+                pass  # already logged; wait and check again (the schema may appear)
+            except RECONNECT_ERRORS as exc:
+                self._log_connection_failure(exc, attempt)
+            await self._disconnect()
+            if self.wakeups.stop.is_set():
+                break
+            await self.wakeups.sleep(backoff.next_delay())
+
+    def _log_connection_failure(self, exc: BaseException, attempt: int) -> None:
+        reason = str(exc).strip()
+        if self.state.connected:
+            self.log.warning(
+                "Lost the connection to the database; reconnecting", always=True, error=reason
+            )
+            return
+        self.log.warning(f"Failed to create primary connection: {reason}")
+        self.log.warning(
+            f"Couldn't create the primary connection [Attempt #{attempt}]", always=True
+        )
+
+    async def _connect_and_register(self) -> bool:
+        """Connect, check the schema, wait out a standby, register and sweep dead agents.
+        False when a stop came first."""
+        self.log.debug("Creating primary connection")
+        self.log.debug(f"Creating DB connection: {self.settings.safe_conninfo}")
+        if not await self.store.connect(self.wakeups.stop):
+            return False
+        self.state.connected = True
+        await self._check_schema()
+        await self._wait_while_standby()
+        if self.wakeups.stop.is_set():
+            return False
+        await self._register()
+        self.log.debug("Clearing zombies")
+        await self.sweep_zombies()
+        self.wakeups.wake.set()
+        return True
+
+    async def _check_schema(self) -> None:
+        self.log.debug("Database sanity check")
+        found = await self.store.schema_state()
+        self.state.schema_ok = found.problem is None
+        if found.problem is not None:
+            self.log.error(SCHEMA_MESSAGES[found.problem].format(version=found.version))
+            raise SchemaUnusable
+
+    async def _wait_while_standby(self) -> None:
+        """On a standby, do nothing (not ready) and look again every poll interval: start
+        working as soon as the server is promoted."""
+        announced = False
+        while True:
+            facts = await self.store.server_facts()
+            self.state.has_notify_trigger = facts.has_notify_trigger
+            self.state.in_recovery = facts.in_recovery
+            if not facts.in_recovery:
+                if announced:
+                    self.log.warning("The server was promoted: starting work", always=True)
+                return
+            if not announced:
+                self.log.warning(
+                    "Connected to a standby server (in recovery): not running jobs; "
+                    f"checking again every {self.settings.poll_interval:g} s",
+                    always=True,
+                )
+                announced = True
+            await self.wakeups.sleep(self.settings.poll_interval)
+            if self.wakeups.stop.is_set():
+                return
+
+    async def _register(self) -> None:
+        old_pid = self.state.pid
+        new_pid = await self.store.register(self.settings.station)
+        self.state.pid = new_pid
+        self.state.registered = True
+        self.reporter.registered()
+        if old_pid is None or old_pid == new_pid:
+            self.log.debug(
+                f"Agent registered as pid {new_pid} on station {self.settings.station!r}"
+            )
+            return
+        # A reconnect: jobs still running in this process keep running under the new pid.
+        self.state.reconnects += 1
+        if self.metrics is not None:
+            self.metrics.reconnected()
+        running = [job_id for job_id, task in self.state.running.items() if not task.done()]
+        await self.store.adopt_claims(old_pid, running)
+        self.log.warning(
+            f"Reconnected to the database; agent registered again as pid {new_pid}", always=True
+        )
+
+    async def _disconnect(self) -> None:
+        self.state.connected = False
+        self.state.registered = False
+        await self.store.disconnect()
+
+    # ---- zombies -------------------------------------------------------------------------
+
+    async def sweep_zombies(self) -> int:
+        """Abort the logs of dead agents, release their jobs and delete their rows."""
+        dead = await self.store.find_dead_agents()
+        for pid in dead:
+            self.log.warning(
+                f"Clearing zombie agent {pid}: its running jobs are marked aborted",
+                always=True,
+                agent_pid=pid,
+            )
+            for fallback in await self.store.clear_dead_agent(pid):
+                log_fallback_release(fallback)
+        return len(dead)
+
+    # ---- the poll loop --------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        backlog = False
+        while not self.wakeups.stop.is_set():
+            plan = await self._poll_once(backlog)
+            if plan is None:
+                break
+            backlog = plan.backlog
+            if plan.next is Next.CLAIM_AGAIN:
+                continue
+            if plan.next is Next.WAIT_FOR_SLOTS:
+                await self._wait_for_free_slots(polling.claim_batch(self.settings.max_jobs))
+            elif plan.next is Next.RETRY_CONTENDED:
+                await self.wakeups.wait(plan.seconds, self.wakeups.wake)
+            else:
+                self.log.debug("Sleeping...")
+                await self.wakeups.wait(plan.seconds, self.wakeups.wake)
+
+    async def _poll_once(self, backlog: bool) -> polling.Plan | None:
+        """One claim and the plan that follows it; None when stopping."""
+        s = self.settings
+        self.wakeups.wake.clear()
+        self.wakeups.job_done.clear()
+        self._reap_finished()
+        self.reporter.heartbeat()
+        if self.metrics is not None:
+            self.metrics.poll()
+        room = polling.capacity(s.max_jobs, len(self.state.running))
+        backlog_poll = backlog and room > 0
+        self.log.debug("Checking for jobs to run")
+        result = await self.store.claim(s.station, room, full=not backlog_poll)
+        for claim in result.claims:
+            self._start_job(claim)
+        if result.dead_agents:
+            await self.sweep_zombies()
+        if self.wakeups.stop.is_set():
+            return None
+        plan = polling.plan_after_claim(
+            result,
+            backlog_poll=backlog_poll,
+            asked=room,
+            running=len(self.state.running),
+            max_jobs=s.max_jobs,
+            poll_interval=s.poll_interval,
+        )
+        if plan.next is Next.SLEEP and not result.claims:
+            await self.pools.close_idle()
+        return plan
+
+    async def _wait_for_free_slots(self, wanted: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.poll_interval
+        while not self.wakeups.stop.is_set():
+            self._reap_finished()
+            if self.settings.max_jobs - len(self.state.running) >= wanted:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self.wakeups.job_done.clear()
+            await self.wakeups.wait(remaining, self.wakeups.job_done)
+
+    def _start_job(self, claim: Claim) -> None:
+        self.log.debug(f"Creating job thread for job {claim.job_id}", job_id=claim.job_id)
+        if self.metrics is not None:
+            self.metrics.job_started(claim.pickup_lag)
+        task = asyncio.create_task(JobRun(self.ctx, claim).run(), name=f"job-{claim.job_id}")
+        self.state.running[claim.job_id] = task
+        task.add_done_callback(functools.partial(self._on_job_done, claim))
+
+    def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
+        if self.state.running.get(claim.job_id) is task:
+            del self.state.running[claim.job_id]
+        if not task.cancelled() and task.exception() is not None:
+            # JobRun records every failure itself; anything else is a pyagent bug: say so.
+            self.log.warning(
+                f"Job {claim.job_id} ended unexpectedly: {task.exception()!r}",
+                always=True,
+                job_id=claim.job_id,
+            )
+        self.wakeups.job_done.set()
+
+    def _reap_finished(self) -> None:
+        for job_id, task in list(self.state.running.items()):
+            if task.done():
+                self.state.running.pop(job_id, None)
+
+    # ---- side tasks ---------------------------------------------------------------------
+
+    def _side_task(self, name: str, factory: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        return asyncio.create_task(self._supervise(name, factory), name=name)
+
+    async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        """Keep a side task alive: a crash is logged and the task restarted."""
+        backoff = Backoff(initial=1.0, maximum=30.0)
+        while not self.wakeups.stop.is_set():
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning(f"Side task {name} failed: {exc!r}; restarting it", always=True)
+                await self.wakeups.sleep(backoff.next_delay())
+
+    async def _purge_old_logs_forever(self) -> None:
+        """Delete job history older than --log-retention, now and then."""
+        s = self.settings
+        days = s.log_retention_days
+        assert days is not None
+        while not self.wakeups.stop.is_set():
+            if not self.state.registered:
+                await self.wakeups.sleep(s.poll_interval)
+                continue
+            try:
+                deleted = await self.store.purge_old_logs(days, s.retention_batch)
+            except RECONNECT_ERRORS:
+                deleted = 0
+            if deleted:
+                self.log.debug(
+                    f"Deleted {deleted} job runs older than {days:g} days", deleted=deleted
+                )
+            await self.wakeups.sleep(s.retention_interval)
+
+    # ---- shutdown ---------------------------------------------------------------------------
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self.reporter.stopping()
+        self.log.warning(
+            f"{sig.name} received: no new jobs will start; waiting up to "
+            f"{self.settings.grace_period:g} s for {len(self.state.running)} running job(s)",
+            always=True,
+        )
+        self.request_stop()
+
+    async def _shutdown(self) -> None:
+        """Let running jobs finish within the grace period, abort the rest (they record 'd'
+        and release themselves), unregister, close everything."""
+        running = [t for t in self.state.running.values() if not t.done()]
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=self.settings.grace_period)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.log.warning(
+                    f"Grace period over: {len(pending)} running job(s) aborted", always=True
+                )
+                # Bound the aborted jobs' bookkeeping too (and do not wait long for a
+                # database that is not there).
+                _done, still = await asyncio.wait(
+                    pending, timeout=15 if self.state.connected else 3
+                )
+                if still:
+                    self.store.give_up_waiting()
+                    await asyncio.wait(still, timeout=5)
+        self.store.give_up_waiting()
+        if self.store.service.is_open and self.state.pid is not None:
+            with contextlib.suppress(Exception):
+                await self.store.unregister(self.state.pid)
+        await self._disconnect()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pools.close_all(), timeout=5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.store.close(), timeout=5)
+        self.log.debug("pyagent stopped")
+
+
+async def run_agent(settings: Settings) -> int:
+    """Entry point used by the CLI."""
+    return await Agent(settings).run()

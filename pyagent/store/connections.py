@@ -1,0 +1,188 @@
+"""How the store talks to the database: the agent's service connection (its identity in
+pga_jobagent), a small control pool for run bookkeeping, and retries that ride out an
+outage for the bookkeeping that must not be lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.errors import QueryCanceled
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from pyagent.backoff import Backoff
+from pyagent.conninfo import parse
+
+Row = tuple[Any, ...]
+Params = Mapping[str, Any] | None
+T = TypeVar("T")
+
+# Bookkeeping statements are tiny; one that runs longer is stuck (a lock held for long, or
+# a schema function that never returns, as pgAgent's does for some malformed schedules).
+STATEMENT_TIMEOUT_MS = 10_000
+# Time allowed to a statement on the service connection before it is presumed dead.
+SERVICE_STATEMENT_TIMEOUT = 30.0
+
+# Errors that mean "the database is not reachable right now", as opposed to a statement
+# the server rejected.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    PoolTimeout,
+    OSError,
+)
+# A statement on the service connection that times out means the connection is dead too.
+RECONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT_ERRORS)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database is unreachable (worth waiting for), not a statement it refused; a
+    statement cancelled by the statement timeout counts as refused."""
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, QueryCanceled)
+
+
+def connection_kwargs(conninfo: str, application_name: str) -> dict[str, Any]:
+    """Options added to the agent's own connections unless the conninfo sets them:
+    a recognisable application_name and TCP keepalives, so a dead network is noticed."""
+    given = parse(conninfo)
+    defaults = {
+        "application_name": application_name,
+        "keepalives": "1",
+        "keepalives_idle": "10",
+        "keepalives_interval": "5",
+        "keepalives_count": "3",
+        "tcp_user_timeout": "30000",
+    }
+    return {key: value for key, value in defaults.items() if key not in given}
+
+
+async def _configure_control_connection(conn: psycopg.AsyncConnection[Row]) -> None:
+    await conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+
+class ServiceConnection:
+    """The one long-lived session whose backend pid is the agent's identity."""
+
+    def __init__(self, conninfo: str, application_name: str, connect_timeout: float) -> None:
+        self._conninfo = conninfo
+        self._application_name = application_name
+        self._connect_timeout = connect_timeout
+        self._conn: psycopg.AsyncConnection[Row] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    async def open(self, stop: asyncio.Event) -> bool:
+        """Connect; False when `stop` was set first (a shutdown does not wait for a
+        connection attempt to a dead server). Raises TimeoutError or psycopg errors."""
+        connecting = asyncio.ensure_future(
+            psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                **connection_kwargs(self._conninfo, self._application_name),
+            )
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                {connecting, stopping},
+                timeout=self._connect_timeout + 5,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            if stop.is_set():
+                return False
+            raise TimeoutError("timed out connecting to the database")
+        self._conn = connecting.result()
+        await self._conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        return True
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)
+
+    async def rows(self, sql: str, params: Params = None) -> list[Row]:
+        cur = await self._execute(sql, params)
+        return [tuple(r) for r in await cur.fetchall()] if cur.description else []
+
+    async def count(self, sql: str, params: Params = None) -> int:
+        cur = await self._execute(sql, params)
+        return int(cur.rowcount)
+
+    async def _execute(self, sql: str, params: Params) -> Any:
+        if self._conn is None:
+            raise psycopg.OperationalError("no service connection")
+        return await asyncio.wait_for(
+            self._conn.execute(sql, params), timeout=SERVICE_STATEMENT_TIMEOUT
+        )
+
+
+class ControlPool:
+    """Run bookkeeping (logs, releases) on a bounded pool of short statements."""
+
+    def __init__(self, conninfo: str, size: int, application_name: str) -> None:
+        kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 3}
+        kwargs.update(connection_kwargs(conninfo, application_name))
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=size,
+            kwargs=kwargs,
+            open=False,
+            timeout=10,
+            reconnect_timeout=0,
+            name="pyagent-control",
+            configure=_configure_control_connection,
+        )
+        # Set when bookkeeping should stop waiting for the database (hard shutdown).
+        self.give_up = asyncio.Event()
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close(timeout=5)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.pool.get_stats())
+
+    async def rows(self, sql: str, params: Params = None) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return [tuple(r) for r in await cur.fetchall()] if cur.description else []
+
+    async def count(self, sql: str, params: Params = None) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return int(cur.rowcount)
+
+    async def retrying(
+        self, attempt: Callable[[], Awaitable[T]], *, retry_timeouts: bool = True
+    ) -> T | None:
+        """Run `attempt` until it succeeds, waiting out transient outages until give_up
+        is set (then None). With retry_timeouts=False a statement cancelled by the
+        statement timeout raises QueryCanceled instead of being tried again."""
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        while True:
+            try:
+                return await attempt()
+            except TRANSIENT_ERRORS as exc:
+                if isinstance(exc, QueryCanceled) and not retry_timeouts:
+                    raise
+                if self.give_up.is_set():
+                    return None
+            waiter = asyncio.ensure_future(self.give_up.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=backoff.next_delay())
+            finally:
+                waiter.cancel()

@@ -1,0 +1,108 @@
+"""A small in-memory stand-in for pyagent.store.AgentStore, for fast tests of the
+supervisor's decisions (the real store is tested against PostgreSQL elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyagent.store.records import (
+    Claim,
+    FallbackRelease,
+    PollResult,
+    RunStart,
+    RunStatus,
+    SchemaState,
+    ServerFacts,
+)
+
+
+@dataclass
+class FakeService:
+    is_open: bool = False
+
+
+@dataclass
+class FakeControl:
+    give_up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+
+class FakeStore:
+    """Records every call in order; claims come from a list of prepared job ids."""
+
+    def __init__(self, due: list[int] | None = None, *, hold_runs: bool = False) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.due = list(due or [])
+        self.pid: int | None = None
+        self.service = FakeService()
+        self.control = FakeControl()
+        self.hold_runs = hold_runs
+        self.release_runs = asyncio.Event()
+        self.runs_started = asyncio.Event()
+
+    async def open_pool(self) -> None:
+        self.calls.append(("open_pool",))
+
+    async def connect(self, stop: asyncio.Event) -> bool:
+        self.calls.append(("connect",))
+        self.service.is_open = True
+        return True
+
+    async def disconnect(self) -> None:
+        self.calls.append(("disconnect",))
+        self.service.is_open = False
+
+    async def close(self) -> None:
+        self.calls.append(("close",))
+
+    def give_up_waiting(self) -> None:
+        self.control.give_up.set()
+
+    async def schema_state(self) -> SchemaState:
+        return SchemaState(None, "4")
+
+    async def server_facts(self) -> ServerFacts:
+        return ServerFacts(False, "UTC", False)
+
+    async def register(self, station: str) -> int:
+        self.pid = 4242
+        self.calls.append(("register", station))
+        return self.pid
+
+    async def unregister(self, pid: int) -> None:
+        self.calls.append(("unregister", pid))
+
+    async def adopt_claims(self, old_pid: int, job_ids: list[int]) -> None:
+        self.calls.append(("adopt_claims", old_pid, tuple(job_ids)))
+
+    async def find_dead_agents(self) -> list[int]:
+        return []
+
+    async def clear_dead_agent(self, pid: int) -> list[FallbackRelease]:
+        return []
+
+    async def claim(self, station: str, limit: int, *, full: bool) -> PollResult:
+        taken, self.due = self.due[:limit], self.due[limit:]
+        self.calls.append(("claim", limit, full, tuple(taken)))
+        claims = tuple(Claim(job_id, None, self.pid or 0) for job_id in taken)
+        return PollResult(claims, 0.0 if self.due else None, 0)
+
+    async def start_run(self, job_id: int) -> RunStart | None:
+        self.calls.append(("start_run", job_id))
+        self.runs_started.set()
+        if self.hold_runs:
+            await self.release_runs.wait()
+        return RunStart(jlgid=1000 + job_id, jobdesc="", steps=())
+
+    async def finish_run(
+        self, claim: Claim, jlgid: int | None, status: RunStatus
+    ) -> FallbackRelease | None:
+        self.calls.append(("finish_run", claim.job_id, status))
+        return None
+
+    def names(self) -> list[str]:
+        return [call[0] for call in self.calls]
