@@ -1,0 +1,62 @@
+"""The layout's rules, checked: only the store talks to the pgagent schema at run time,
+the core never imports the CLI, and the daemon does not load the management commands'
+libraries."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pyagent"
+RUNTIME_DIRS = ("agent", "steps", "ops")
+SQL_ON_PGAGENT = re.compile(r"(?is)\b(select|insert|update|delete|from|into)\b.*\bpgagent\.")
+
+
+def _python_files(*dirs: str) -> list[Path]:
+    return [p for d in dirs for p in sorted((PACKAGE / d).rglob("*.py"))]
+
+
+def _string_constants(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_only_the_store_sends_sql_to_the_pgagent_schema_at_run_time():
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in _python_files(*RUNTIME_DIRS)
+        if any(SQL_ON_PGAGENT.search(text) for text in _string_constants(path))
+    ]
+    assert offenders == []
+
+
+def test_the_core_never_imports_the_cli():
+    offenders = []
+    for path in _python_files("agent", "steps", "ops", "store"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pyagent.cli"):
+                offenders.append(str(path.relative_to(PACKAGE)))
+    assert offenders == []
+
+
+def test_the_daemon_does_not_load_management_libraries():
+    code = (
+        "import sys, pyagent.cli, pyagent.agent;"
+        "print(sorted(m for m in ('yaml', 'croniter', 'prometheus_client') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+    ).stdout.strip()
+    assert out == "[]"
