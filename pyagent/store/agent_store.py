@@ -231,9 +231,10 @@ class AgentStore:
             if jlgid is None:
                 await release(None)
                 return
-            run_params = {**params(), "jlgid": jlgid, "status": status.value}
             await self.control.retrying(
-                lambda: self.control.count(statement("finish_run"), run_params),
+                lambda: self.control.count(
+                    statement("finish_run"), {**params(), "jlgid": jlgid, "status": status.value}
+                ),
                 retry_timeouts=False,
             )
 
