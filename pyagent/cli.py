@@ -13,9 +13,10 @@ import click
 
 from pyagent import __version__
 from pyagent import conninfo as ci
+from pyagent.jobs.cli import jobs_group
 from pyagent.settings import DEFAULTS
 
-COMMANDS = ("run", "schema", "version", "healthcheck", "demo")
+COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
 # Set by the re-exec that hides a password from the process's argument list.
 _HIDDEN_CONNINFO_ENV = "PYAGENT__HIDDEN_CONNINFO"
 
@@ -431,6 +432,7 @@ def schema_add_notify(dsn: str) -> None:
 
 
 schema_group.add_command(schema_add_notify, "add-notify")  # the earlier name
+main_group.add_command(jobs_group)
 
 
 def _clean(exc: BaseException) -> str:

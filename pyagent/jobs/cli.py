@@ -1,0 +1,352 @@
+"""`pyagent jobs ...`: pgAgent jobs from the terminal and as code.
+
+Only click is imported at module level: `pyagent run` loads this module to build its
+command table, and the agent must not pay for croniter or PyYAML.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from pyagent.jobs.common import (
+    EXIT_CHANGES,
+    EXIT_FAILED,
+    EXIT_NO_AGENT,
+    EXIT_TIMEOUT,
+    JobsError,
+    connect,
+    friendly_db_error,
+    handle_errors,
+    session_zone,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = f"""\b
+Exit status: 0 ok; {EXIT_FAILED} error (or the job run failed);
+2 bad usage; {EXIT_CHANGES} apply --dry-run found changes;
+{EXIT_TIMEOUT} run --wait timed out; {EXIT_NO_AGENT} run --wait: no live agent can run the job."""
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "-d",
+        "--db",
+        "conninfo",
+        envvar="PYAGENT_CONNINFO",
+        metavar="CONNINFO",
+        help="Database holding the pgagent schema: a libpq conninfo or URI "
+        "(env PYAGENT_CONNINFO; default: libpq's PG* variables and ~/.pgpass).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+
+
+def _print(as_json: bool, data: Any, text: str) -> None:
+    if as_json:
+        from pyagent.jobs.render import to_json
+
+        click.echo(to_json(data))
+    else:
+        click.echo(text)
+
+
+@click.group(
+    "jobs",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+def jobs_group() -> None:
+    """Inspect, run and manage pgAgent jobs; keep them as YAML files.
+
+    \b
+    Look and operate:
+      pyagent jobs list                     all jobs, their schedules, next and last run
+      pyagent jobs show nightly-vacuum      steps, schedules, next runs, recent runs
+      pyagent jobs run nightly-vacuum --wait    run now and wait for the result
+      pyagent jobs history / logs RUN       past runs and their step output
+      pyagent jobs enable|disable JOB...
+    \b
+    Jobs as code (see docs/jobs.md for the file format):
+      pyagent jobs export --dir jobs/       one YAML file per job
+      pyagent jobs validate jobs/           check files without a database
+      pyagent jobs apply jobs/ --dry-run    show what would change
+      pyagent jobs apply jobs/              make the database match the files
+
+    JOB is a job id or its exact name. Times are shown in the database session's
+    TimeZone, the zone pgAgent reads schedules in.
+    """
+
+
+@jobs_group.command("list")
+@db_option
+@json_option
+@click.option("--failed", is_flag=True, help="Only jobs whose last run failed or was aborted.")
+@click.option("--running", is_flag=True, help="Only jobs running now.")
+@click.option("--disabled", is_flag=True, help="Only disabled jobs.")
+@handle_errors
+def list_command(
+    conninfo: str | None, as_json: bool, failed: bool, running: bool, disabled: bool
+) -> None:
+    """List jobs: schedule (in words, and as cron where cron can say it), next run, last
+    run with status and duration, and the agent running it now."""
+    from pyagent.jobs import inspect
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        data, text = inspect.list_jobs(
+            catalog, zone, failed=failed, running=running, disabled=disabled
+        )
+    _print(as_json, data, text)
+
+
+@jobs_group.command("show")
+@click.argument("job")
+@db_option
+@json_option
+@click.option(
+    "-n",
+    "--next",
+    "count",
+    type=click.IntRange(0, 1000),
+    default=5,
+    show_default=True,
+    help="How many upcoming run times to compute.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(0, 10000),
+    default=5,
+    show_default=True,
+    help="How many recent runs to show.",
+)
+@handle_errors
+def show_command(conninfo: str | None, as_json: bool, job: str, count: int, runs: int) -> None:
+    """Show one job: steps in execution order, schedules and exceptions, annotations, the
+    next run times, recent runs."""
+    from pyagent.jobs import inspect
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        data, text = inspect.show_job(catalog, zone, job, count=count, runs=runs)
+    _print(as_json, data, text)
+
+
+@jobs_group.command("run")
+@click.argument("job")
+@db_option
+@json_option
+@click.option("--wait", is_flag=True, help="Wait for the run to end; print each step's result.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help=f"With --wait: give up after this long (exit status {EXIT_TIMEOUT}). Default: no limit.",
+)
+@handle_errors
+def run_command(
+    conninfo: str | None, as_json: bool, job: str, wait: bool, timeout: float | None
+) -> None:
+    """Run JOB now, exactly as pgAdmin's "Run now" does (its next run becomes now()).
+
+    \b
+    With --wait, follow the run this request started and exit with
+      0  the job succeeded
+      1  it failed or was aborted
+      4  --timeout passed first
+      5  no live agent can pick it up (none connected, or none with the
+         job's host agent station); the job is then not started.
+    Without --wait the request is recorded even when no agent is connected
+    (with a warning): the job runs when an agent starts.
+    """
+    from pyagent.jobs import runner
+
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout needs --wait")
+
+    def emit(line: str) -> None:
+        if not as_json:
+            click.echo(line)
+
+    def warn(line: str) -> None:
+        click.echo(line, err=True)
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        outcome = runner.run_job(
+            catalog, zone, job, wait=wait, timeout=timeout, emit=emit, warn=warn
+        )
+    if as_json:
+        _print(True, outcome.data, "")
+    sys.exit(outcome.exit_code)
+
+
+@jobs_group.command("history")
+@click.argument("job", required=False)
+@db_option
+@json_option
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--failed", is_flag=True, help="Only failed, aborted or internal-error runs.")
+@handle_errors
+def history_command(
+    conninfo: str | None, as_json: bool, job: str | None, limit: int, failed: bool
+) -> None:
+    """Recent runs of all jobs, or of JOB, newest first."""
+    from pyagent.jobs import inspect
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        data, text = inspect.history(catalog, zone, job, limit=limit, failed=failed)
+    _print(as_json, data, text)
+
+
+@jobs_group.command("logs")
+@click.argument("run_or_job", metavar="RUN | JOB --last")
+@db_option
+@json_option
+@click.option("--last", is_flag=True, help="The argument is a job: show its newest run.")
+@handle_errors
+def logs_command(conninfo: str | None, as_json: bool, run_or_job: str, last: bool) -> None:
+    """Step results and output of one run (a run id from `history`), or of a job's newest
+    run with --last."""
+    from pyagent.jobs import inspect
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        data, text = inspect.logs(catalog, zone, run_or_job, last=last)
+    _print(as_json, data, text)
+
+
+def _enable_command(enabled: bool) -> Callable[..., None]:
+    @click.argument("jobs", nargs=-1, required=True, metavar="JOB...")
+    @db_option
+    @json_option
+    @handle_errors
+    def command(conninfo: str | None, as_json: bool, jobs: tuple[str, ...]) -> None:
+        from pyagent.jobs import inspect
+
+        with connect(conninfo) as catalog:
+            zone = session_zone(catalog)
+            data, text = inspect.set_enabled(catalog, zone, list(jobs), enabled)
+        _print(as_json, data, text)
+
+    return command
+
+
+jobs_group.command("enable", help="Enable jobs (the schema then computes their next run).")(
+    _enable_command(True)
+)
+jobs_group.command(
+    "disable", help="Disable jobs (they keep their schedules; no run starts until enabled)."
+)(_enable_command(False))
+
+
+@jobs_group.command("export")
+@click.argument("jobs", nargs=-1, metavar="[JOB]...")
+@db_option
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one <job-name>.yaml per job into this directory instead of stdout.",
+)
+@handle_errors
+def export_command(conninfo: str | None, jobs: tuple[str, ...], directory: Path | None) -> None:
+    """Write jobs (all, or those named) as YAML job files, as `apply` reads them."""
+    from pyagent.jobs import export
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        found = export.documents(catalog, zone, list(jobs))
+    if directory is None:
+        if found:
+            click.echo(export.dump([doc for _, doc in found]), nl=False)
+        return
+    for path in export.write_directory(found, directory):
+        click.echo(f"wrote {path}")
+
+
+def _load_specs(paths: tuple[str, ...]) -> list[Any]:
+    from pyagent.jobs import spec
+
+    try:
+        return spec.load(paths)
+    except spec.SpecError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        count = len(exc.problems)
+        raise JobsError(
+            f"{count} problem{'s' if count != 1 else ''} found; nothing was changed"
+        ) from None
+
+
+@jobs_group.command("validate")
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
+@handle_errors
+def validate_command(paths: tuple[str, ...]) -> None:
+    """Check job files without a database: YAML, fields, types, cron expressions, step
+    order. (Job classes and databases are checked by apply.)"""
+    specs = _load_specs(paths)
+    steps = sum(len(s.steps) for s in specs)
+    schedules = sum(len(s.schedules) for s in specs)
+    click.echo(f"ok: {len(specs)} jobs, {steps} steps, {schedules} pgAgent schedules")
+
+
+@jobs_group.command("apply")
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
+@db_option
+@json_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help=f"Print the plan and change nothing; exit status {EXIT_CHANGES} if there are changes.",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Also delete jobs that apply manages (@MANAGED_BY=pyagent; in their comment) and "
+    "that are in none of the files. Hand-made jobs are never deleted.",
+)
+@handle_errors
+def apply_command(
+    conninfo: str | None, as_json: bool, paths: tuple[str, ...], dry_run: bool, prune: bool
+) -> None:
+    """Make the database match the job files, in one transaction.
+
+    Prints the plan first: jobs created, changed (field by field) and deleted. Jobs are
+    matched by name and updated in place, so their ids and run history stay. Applying
+    the same files again changes nothing.
+    """
+    from pyagent.jobs import plan as planner
+    from pyagent.jobs import spec
+
+    specs = _load_specs(paths)
+
+    def show(plan: planner.Plan) -> None:
+        if not as_json:
+            click.echo(plan.text())
+
+    with connect(conninfo) as catalog:
+        try:
+            plan = planner.apply(catalog, specs, prune=prune, dry_run=dry_run, show=show)
+        except spec.SpecError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            raise JobsError("nothing was changed") from None
+        except psycopg.Error as exc:
+            raise JobsError(f"{friendly_db_error(exc).message}; nothing was changed") from None
+    if as_json:
+        _print(True, plan.as_dict() | {"applied": plan.has_changes and not dry_run}, "")
+    elif plan.has_changes:
+        click.echo("dry run: nothing was changed" if dry_run else "applied")
+    if dry_run and plan.has_changes:
+        sys.exit(EXIT_CHANGES)

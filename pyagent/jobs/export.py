@@ -1,0 +1,162 @@
+"""`jobs export`: jobs as they are in the database, as job files (see docs/jobs.md)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pyagent.jobs import annot, cron
+from pyagent.jobs.common import Zone, find_job
+from pyagent.jobs.plan import is_managed
+from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
+from pyagent.store.records import OnError, StepKind
+
+KIND_WORD = {StepKind.SQL: "sql", StepKind.BATCH: "batch"}
+ONERROR_WORD = {OnError.FAIL: "fail", OnError.SUCCEED: "succeed", OnError.IGNORE: "ignore"}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line text, no anchors, keys in the order given."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _stamp(value: Any, zone: Zone) -> str:
+    return str(value.astimezone(zone.tz).isoformat(sep=" "))
+
+
+def _exception(d: Any, t: Any) -> str:
+    parts = []
+    if d is not None:
+        parts.append(d.isoformat())
+    if t is not None:
+        parts.append(t.strftime("%H:%M") if t.second == 0 and not t.microsecond else t.isoformat())
+    return " ".join(parts)
+
+
+def _number_or_text(value: str) -> int | str:
+    return int(value) if value.strip().isdigit() else value
+
+
+def step_document(step: StepRecord) -> dict[str, Any]:
+    description, fields = annot.step_fields(step.desc)
+    doc: dict[str, Any] = {"name": step.name, "kind": KIND_WORD[step.kind]}
+    if step.dbname:
+        doc["database"] = step.dbname
+    if step.connstr:
+        doc["connection"] = step.connstr
+    doc["on_error"] = ONERROR_WORD[step.onerror]
+    if not step.enabled:
+        doc["enabled"] = False
+    if description:
+        doc["description"] = description
+    if "timeout" in fields:
+        doc["timeout"] = fields["timeout"]
+    doc["code"] = step.code
+    return doc
+
+
+def schedule_document(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
+    fields = cron.Fields(sched.minutes, sched.hours, sched.weekdays, sched.monthdays, sched.months)
+    doc: dict[str, Any] = {"name": sched.name}
+    if sched.desc:
+        doc["description"] = sched.desc
+    if not sched.enabled:
+        doc["enabled"] = False
+    text = cron.to_cron(fields)
+    if text is not None:
+        doc["cron"] = text
+    else:
+        for kind in ("minutes", "hours", "weekdays", "monthdays", "months"):
+            value = cron.format_native(kind, fields.get(kind))
+            if value is not None:
+                doc[kind] = value
+    doc["start"] = _stamp(sched.start, zone)
+    if sched.end is not None:
+        doc["end"] = _stamp(sched.end, zone)
+    if sched.exceptions:
+        doc["exceptions"] = [_exception(e.date, e.time) for e in sched.exceptions]
+    return doc
+
+
+def job_document(
+    job: JobRecord, steps: Sequence[StepRecord], schedules: Sequence[ScheduleRecord], zone: Zone
+) -> dict[str, Any]:
+    comment, fields = annot.job_fields(job.desc)
+    doc: dict[str, Any] = {"name": job.name, "class": job.class_name, "enabled": job.enabled}
+    if job.hostagent:
+        doc["host_agent"] = job.hostagent
+    if not is_managed(job.desc):
+        doc["managed"] = False
+    if comment:
+        doc["comment"] = comment
+    for key in ("timeout", "retries", "retry_delay", "alert"):
+        if key in fields:
+            doc[key] = _number_or_text(fields[key]) if key == "retries" else fields[key]
+    doc["steps"] = [step_document(s) for s in steps]
+    doc["schedules"] = [schedule_document(s, zone) for s in schedules]
+    return doc
+
+
+def dump(docs: Sequence[dict[str, Any]]) -> str:
+    return yaml.dump_all(
+        docs,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+        explicit_start=len(docs) > 1,
+    )
+
+
+def file_stem(name: str) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80]
+    return stem or "job"
+
+
+def documents(
+    catalog: Catalog, zone: Zone, idents: Sequence[str]
+) -> list[tuple[JobRecord, dict[str, Any]]]:
+    """(job, document) for the jobs named (all jobs when none is named), by name."""
+    jobs = [find_job(catalog, ident) for ident in idents] if idents else catalog.jobs()
+    ids = [j.jobid for j in jobs]
+    steps: dict[int, list[StepRecord]] = {}
+    for step in catalog.steps(ids):
+        steps.setdefault(step.jobid, []).append(step)
+    schedules: dict[int, list[ScheduleRecord]] = {}
+    for sched in catalog.schedules(ids):
+        schedules.setdefault(sched.jobid, []).append(sched)
+    return [
+        (job, job_document(job, steps.get(job.jobid, []), schedules.get(job.jobid, []), zone))
+        for job in jobs
+    ]
+
+
+def write_directory(
+    found: Sequence[tuple[JobRecord, dict[str, Any]]], directory: Path
+) -> list[Path]:
+    """One file per job (<name>.yaml; -<id> added when two names give one file name)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stems = [file_stem(job.name) for job, _ in found]
+    written = []
+    for (job, doc), stem in zip(found, stems, strict=True):
+        unique = f"{stem}-{job.jobid}" if stems.count(stem) > 1 else stem
+        path = directory / f"{unique}.yaml"
+        path.write_text(dump([doc]), encoding="utf-8")
+        written.append(path)
+    return written

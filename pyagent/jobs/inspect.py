@@ -1,0 +1,400 @@
+"""`jobs list`, `show`, `history`, `logs`, `enable`/`disable`: read the catalogue and say
+what it holds, as data (for --json) and as text."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pyagent import schedule as pyschedule
+from pyagent.jobs import cron
+from pyagent.jobs.annot import job_fields, step_fields
+from pyagent.jobs.common import JobsError, Zone, find_job
+from pyagent.jobs.render import duration, indent, seconds, shorten, table
+from pyagent.store.catalog import (
+    Catalog,
+    JobRecord,
+    RunRecord,
+    ScheduleRecord,
+    StepRecord,
+    StepRunRecord,
+)
+from pyagent.store.records import RunStatus
+
+FAILED = (RunStatus.FAILED, RunStatus.ABORTED, RunStatus.INTERNAL_ERROR)
+
+
+def fields_of(sched: ScheduleRecord) -> cron.Fields:
+    return cron.Fields(sched.minutes, sched.hours, sched.weekdays, sched.monthdays, sched.months)
+
+
+def schedule_summary(sched: ScheduleRecord) -> dict[str, Any]:
+    fields = fields_of(sched)
+    return {
+        "name": sched.name,
+        "enabled": sched.enabled,
+        "cron": cron.to_cron(fields),
+        "words": cron.describe(fields),
+    }
+
+
+def spec_of(sched: ScheduleRecord) -> pyschedule.ScheduleSpec:
+    return pyschedule.ScheduleSpec(
+        jscid=sched.jscid,
+        start=sched.start,
+        end=sched.end,
+        minutes=sched.minutes,
+        hours=sched.hours,
+        weekdays=sched.weekdays,
+        monthdays=sched.monthdays,
+        months=sched.months,
+        exceptions=tuple(pyschedule.ScheduleException(e.date, e.time) for e in sched.exceptions),
+    )
+
+
+def next_runs(
+    schedules: list[ScheduleRecord], now: datetime, zone: Zone, count: int
+) -> list[datetime]:
+    """The next `count` run times of the enabled schedules, computed by pyagent.schedule."""
+    specs = [spec_of(s) for s in schedules if s.enabled]
+    found: list[datetime] = []
+    after = now
+    while len(found) < count:
+        nxt = pyschedule.next_run_for_schedules(specs, after, zone.tz)
+        if nxt is None:
+            break
+        found.append(nxt)
+        after = nxt
+    return found
+
+
+def _last_run(job: JobRecord, zone: Zone) -> dict[str, Any] | None:
+    if job.last_jlgid is None or job.last_status is None:
+        return None
+    return {
+        "run": job.last_jlgid,
+        "status": job.last_status.label,
+        "start": zone.iso(job.last_start),
+        "duration_s": seconds(job.last_duration),
+    }
+
+
+def _running(job: JobRecord) -> dict[str, Any] | None:
+    if job.agent_pid is None:
+        return None
+    return {"agent_pid": job.agent_pid, "station": job.agent_station}
+
+
+# --- list -------------------------------------------------------------------------------
+
+
+def list_jobs(
+    catalog: Catalog, zone: Zone, *, failed: bool, running: bool, disabled: bool
+) -> tuple[list[dict[str, Any]], str]:
+    jobs = catalog.jobs()
+    if failed:
+        jobs = [j for j in jobs if j.last_status in FAILED]
+    if running:
+        jobs = [j for j in jobs if j.agent_pid is not None]
+    if disabled:
+        jobs = [j for j in jobs if not j.enabled]
+    schedules: dict[int, list[ScheduleRecord]] = {}
+    for sched in catalog.schedules([j.jobid for j in jobs]):
+        schedules.setdefault(sched.jobid, []).append(sched)
+    data = []
+    rows = []
+    for job in jobs:
+        summaries = [schedule_summary(s) for s in schedules.get(job.jobid, [])]
+        data.append(
+            {
+                "id": job.jobid,
+                "name": job.name,
+                "class": job.class_name,
+                "enabled": job.enabled,
+                "host_agent": job.hostagent,
+                "schedules": summaries,
+                "next_run": zone.iso(job.next_run),
+                "last_run": _last_run(job, zone),
+                "running": _running(job),
+            }
+        )
+        active = [s for s in summaries if s["enabled"]]
+        sched_text = "; ".join(s["cron"] or s["words"] for s in active) or "-"
+        last = "-"
+        if job.last_status is not None:
+            last = f"{job.last_status.label} {duration(job.last_duration)}".strip()
+            if job.last_status is RunStatus.RUNNING:
+                last = "running"
+            last += f" at {zone.fmt(job.last_start, seconds=False)}"
+        run_now = "-"
+        if job.agent_pid is not None:
+            run_now = f"on {job.agent_station or '?'} (pid {job.agent_pid})"
+        rows.append(
+            [
+                str(job.jobid),
+                job.name,
+                job.class_name,
+                "yes" if job.enabled else "no",
+                shorten(sched_text, 40),
+                zone.fmt(job.next_run, seconds=False),
+                last,
+                run_now,
+            ]
+        )
+    if not rows:
+        text = "no jobs" + (" match" if failed or running or disabled else "")
+    else:
+        text = table(
+            ["ID", "NAME", "CLASS", "ON", "SCHEDULE", "NEXT RUN", "LAST RUN", "RUNNING"], rows
+        )
+        text += f"\n(times in {zone.name}, the database session's TimeZone)"
+    return data, text
+
+
+# --- show -------------------------------------------------------------------------------
+
+
+def _step_data(step: StepRecord) -> dict[str, Any]:
+    comment, annotations = step_fields(step.desc)
+    return {
+        "id": step.jstid,
+        "name": step.name,
+        "enabled": step.enabled,
+        "kind": "sql" if step.kind.value == "s" else "batch",
+        "database": step.dbname or None,
+        "connection": step.connstr or None,
+        "on_error": {"f": "fail", "s": "succeed", "i": "ignore"}[step.onerror.value],
+        "description": comment,
+        "annotations": annotations,
+        "code": step.code,
+    }
+
+
+def _schedule_data(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
+    fields = fields_of(sched)
+    return {
+        "id": sched.jscid,
+        "name": sched.name,
+        "enabled": sched.enabled,
+        "description": sched.desc,
+        "cron": cron.to_cron(fields),
+        "words": cron.describe(fields),
+        "native": {
+            kind: cron.format_native(kind, fields.get(kind))
+            for kind in ("minutes", "hours", "weekdays", "monthdays", "months")
+        },
+        "start": zone.iso(sched.start),
+        "end": zone.iso(sched.end),
+        "exceptions": [
+            {
+                "date": e.date.isoformat() if e.date else None,
+                "time": e.time.isoformat() if e.time else None,
+            }
+            for e in sched.exceptions
+        ],
+    }
+
+
+def show_job(
+    catalog: Catalog, zone: Zone, ident: str, *, count: int = 5, runs: int = 5
+) -> tuple[dict[str, Any], str]:
+    job = find_job(catalog, ident)
+    steps = catalog.steps([job.jobid])
+    schedules = catalog.schedules([job.jobid])
+    now = catalog.session_info().now
+    upcoming = next_runs(schedules, now, zone, count) if job.enabled else []
+    recent = catalog.runs(job.jobid, limit=runs)
+    comment, annotations = job_fields(job.desc)
+    data: dict[str, Any] = {
+        "id": job.jobid,
+        "name": job.name,
+        "class": job.class_name,
+        "enabled": job.enabled,
+        "host_agent": job.hostagent,
+        "comment": comment,
+        "annotations": annotations,
+        "created": zone.iso(job.created),
+        "changed": zone.iso(job.changed),
+        "timezone": zone.name,
+        "next_run": zone.iso(job.next_run),
+        "next_runs_computed": [zone.iso(t) for t in upcoming],
+        "last_run": _last_run(job, zone),
+        "running": _running(job),
+        "steps": [_step_data(s) for s in steps],
+        "schedules": [_schedule_data(s, zone) for s in schedules],
+        "recent_runs": [_run_data(r, zone) for r in recent],
+    }
+    out = [f"job {job.jobid}: {job.name}"]
+    out.append(f"  class:       {job.class_name}")
+    out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
+    out.append(f"  host agent:  {job.hostagent or '(any)'}")
+    if comment:
+        out.append("  comment:")
+        out.append(indent(comment, "    "))
+    for name, value in annotations.items():
+        out.append(f"  {name + ':':<12} {value}   (annotation)")
+    if job.agent_pid is not None:
+        out.append(f"  running now: on {job.agent_station or '?'} (agent pid {job.agent_pid})")
+    out.append(f"  next run:    {zone.fmt(job.next_run)}   (pga_job.jobnextrun)")
+    out.append(f"  times in {zone.name} (the database session's TimeZone)")
+    out.append("")
+    enabled_steps = [s for s in steps if s.enabled]
+    out.append(f"steps ({len(enabled_steps)} enabled of {len(steps)}, in execution order):")
+    if not steps:
+        out.append("  (none: a run ends 'succeeded' at once)")
+    for i, step in enumerate(steps, 1):
+        d = _step_data(step)
+        where = d["database"] or (d["connection"] and f"connection {d['connection']}") or "shell"
+        flags = "" if step.enabled else "   [disabled]"
+        out.append(f"  {i}. {step.name}  ({d['kind']}, {where}, on error: {d['on_error']}){flags}")
+        if d["description"]:
+            out.append(f"     description: {shorten(d['description'], 70)}")
+        for name, value in d["annotations"].items():
+            out.append(f"     {name}: {value}   (annotation)")
+        out.append(indent(step.code.rstrip("\n") or "(empty)", "       | "))
+    out.append("")
+    out.append(f"schedules ({len(schedules)}):")
+    for sched in schedules:
+        d = _schedule_data(sched, zone)
+        flags = "" if sched.enabled else "   [disabled]"
+        cron_text = f"   cron: {d['cron']}" if d["cron"] else "   (no cron equivalent)"
+        out.append(f"  - {sched.name}: {d['words']}{cron_text}{flags}")
+        out.append(
+            f"    from {zone.fmt(sched.start)}"
+            + (f" until {zone.fmt(sched.end)}" if sched.end else "")
+        )
+        for e in d["exceptions"]:
+            what = " ".join(x for x in (e["date"], e["time"]) if x)
+            out.append(f"    except {what}")
+    if not schedules:
+        out.append("  (none: the job runs only when started by hand)")
+    out.append("")
+    if job.enabled:
+        out.append("next runs (computed by pyagent.schedule):")
+        out.extend(f"  {zone.fmt(t)}" for t in upcoming)
+        if not upcoming:
+            out.append("  (none)")
+    else:
+        out.append("next runs: none, the job is disabled")
+    out.append("")
+    out.append(f"recent runs ({len(recent)}):")
+    out.extend("  " + line for line in _runs_table(recent, zone, with_job=False).splitlines())
+    return data, "\n".join(out)
+
+
+# --- history and logs ---------------------------------------------------------------------
+
+
+def _run_data(run: RunRecord, zone: Zone) -> dict[str, Any]:
+    return {
+        "run": run.jlgid,
+        "job_id": run.jobid,
+        "job": run.jobname,
+        "status": run.status.label,
+        "start": zone.iso(run.start),
+        "duration_s": seconds(run.duration),
+    }
+
+
+def _runs_table(runs: list[RunRecord], zone: Zone, *, with_job: bool = True) -> str:
+    if not runs:
+        return "(no runs)"
+    headers = ["RUN", *(["JOB"] if with_job else []), "STATUS", "START", "DURATION"]
+    rows = [
+        [
+            str(r.jlgid),
+            *([f"{r.jobname} ({r.jobid})"] if with_job else []),
+            r.status.label,
+            zone.fmt(r.start),
+            duration(r.duration),
+        ]
+        for r in runs
+    ]
+    return table(headers, rows)
+
+
+def history(
+    catalog: Catalog, zone: Zone, ident: str | None, *, limit: int, failed: bool
+) -> tuple[list[dict[str, Any]], str]:
+    jobid = find_job(catalog, ident).jobid if ident else None
+    runs = catalog.runs(jobid, limit=limit, failed_only=failed)
+    return [_run_data(r, zone) for r in runs], _runs_table(runs, zone)
+
+
+def step_run_data(step: StepRunRecord, zone: Zone) -> dict[str, Any]:
+    return {
+        "step_id": step.jstid,
+        "step": step.step_name,
+        "status": step.status.label,
+        "result": step.result,
+        "start": zone.iso(step.start),
+        "duration_s": seconds(step.duration),
+        "output": step.output,
+    }
+
+
+def step_run_text(step: StepRunRecord) -> str:
+    result = "" if step.result is None else f", result {step.result}"
+    line = f"step {step.step_name!r}: {step.status.label}{result}, {duration(step.duration)}"
+    output = (step.output or "").rstrip("\n")
+    return line + ("\n" + indent(output, "    | ") if output else "")
+
+
+def logs(catalog: Catalog, zone: Zone, ident: str, *, last: bool) -> tuple[dict[str, Any], str]:
+    if last:
+        job = find_job(catalog, ident)
+        found = catalog.runs(job.jobid, limit=1)
+        if not found:
+            raise JobsError(f"job {job.name!r} (id {job.jobid}) has not run yet")
+        run = found[0]
+    else:
+        if not ident.strip().isdigit():
+            raise JobsError(
+                f"{ident!r} is not a run id; to see a job's newest run: "
+                f"pyagent jobs logs {ident!r} --last",
+                2,
+            )
+        maybe = catalog.run(int(ident))
+        if maybe is None:
+            raise JobsError(f"no run with id {ident} (`pyagent jobs history` lists them)")
+        run = maybe
+    steps = catalog.step_runs(run.jlgid)
+    data = _run_data(run, zone) | {"steps": [step_run_data(s, zone) for s in steps]}
+    head = (
+        f"run {run.jlgid} of job {run.jobname!r} ({run.jobid}): {run.status.label}, "
+        f"started {zone.fmt(run.start)}, {duration(run.duration)}"
+    )
+    body = [step_run_text(s) for s in steps] or ["(no step ran)"]
+    return data, "\n".join([head, *body])
+
+
+# --- enable / disable -------------------------------------------------------------------
+
+
+def set_enabled(
+    catalog: Catalog, zone: Zone, idents: list[str], enabled: bool
+) -> tuple[list[dict[str, Any]], str]:
+    jobs = [find_job(catalog, ident) for ident in idents]
+    data, lines = [], []
+    word = "enabled" if enabled else "disabled"
+    with catalog.transaction():
+        for job in jobs:
+            if job.enabled == enabled:
+                data.append(
+                    {"id": job.jobid, "name": job.name, "enabled": enabled, "changed": False}
+                )
+                lines.append(f"job {job.name!r} ({job.jobid}) was already {word}")
+                continue
+            nextrun = catalog.set_enabled(job.jobid, enabled)
+            data.append(
+                {
+                    "id": job.jobid,
+                    "name": job.name,
+                    "enabled": enabled,
+                    "changed": True,
+                    "next_run": zone.iso(nextrun),
+                }
+            )
+            tail = f"; next run {zone.fmt(nextrun)}" if enabled else ""
+            lines.append(f"job {job.name!r} ({job.jobid}) {word}{tail}")
+    return data, "\n".join(lines)

@@ -1,0 +1,616 @@
+"""`jobs apply`: compare job files with the database, print the plan, and carry it out in
+one transaction.
+
+Jobs are matched by name and updated in place (their ids and run history stay). A job's
+steps and schedules are matched by name, the k-th of a name in the file with the k-th of
+that name in the database (by id), so unchanged rows are not touched at all. Deletions run
+before updates and inserts, so an exception can move between schedules (pgAgent's unique
+index on (jexdate, jextime) spans the whole database).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+from pyagent.jobs import annot, cron
+from pyagent.jobs.spec import (
+    JobSpec,
+    Problem,
+    ScheduleSpec,
+    SpecError,
+    Stamp,
+    StepSpec,
+    step_order_problem,
+)
+from pyagent.store.catalog import (
+    Catalog,
+    JobRecord,
+    JobValues,
+    ScheduleRecord,
+    ScheduleValues,
+    StepRecord,
+    StepValues,
+)
+
+ExceptionKey = tuple[date | None, time | None]
+NATIVE = ("minutes", "hours", "weekdays", "monthdays", "months")
+KIND_WORD = {"s": "sql", "b": "batch"}
+ONERROR_WORD = {"f": "fail", "s": "succeed", "i": "ignore"}
+
+
+@dataclass
+class JobChange:
+    """What happens to one job, for the plan's text and JSON."""
+
+    action: str  # create | change | delete
+    name: str
+    jobid: int | None
+    details: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "job": self.name, "id": self.jobid, "details": self.details}
+
+
+@dataclass
+class Plan:
+    changes: list[JobChange]
+    unchanged: list[str]
+    ops: list[tuple[int, Callable[[Catalog], None]]] = field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def text(self) -> str:
+        lines: list[str] = []
+        marks = {"create": "+", "change": "~", "delete": "-"}
+        for change in self.changes:
+            ident = f" (id {change.jobid})" if change.jobid is not None else ""
+            lines.append(f"{marks[change.action]} job {change.name!r}{ident}: {change.action}")
+            lines.extend(f"    {detail}" for detail in change.details)
+        counts = {a: sum(1 for c in self.changes if c.action == a) for a in marks}
+        if self.changes:
+            lines.append(
+                f"plan: {counts['create']} to create, {counts['change']} to change, "
+                f"{counts['delete']} to delete, {len(self.unchanged)} unchanged"
+            )
+        else:
+            lines.append(f"no changes: the database matches the files ({len(self.unchanged)} jobs)")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changes": [c.as_dict() for c in self.changes],
+            "unchanged": self.unchanged,
+            "has_changes": self.has_changes,
+        }
+
+    def execute(self, catalog: Catalog) -> None:
+        for _, op in sorted(self.ops, key=lambda item: item[0]):
+            op(catalog)
+
+
+# Phases of execution.
+DELETE_JOBS, DELETE_CHILDREN, UPDATE, INSERT, TOUCH = range(5)
+
+
+def is_managed(desc: str) -> bool:
+    return annot.job_fields(desc)[1].get("managed_by", "").strip().lower() == annot.MANAGED_VALUE
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:59] + "…"
+        return repr(text)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def _text_diff(label: str, old: str, new: str) -> list[str]:
+    if "\n" not in old and "\n" not in new and len(old) <= 60 and len(new) <= 60:
+        return [f"{label}: {_show(old)} -> {_show(new)}"]
+    diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1))[2:]
+    shown = diff[:20] + ([f"... ({len(diff) - 20} more diff lines)"] if len(diff) > 20 else [])
+    return [f"{label}: changed", *(f"    {line}" for line in shown)]
+
+
+# --- desired rows -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the database tells us before planning."""
+
+    classes: dict[str, int]
+    class_names: dict[int, str]
+    stamps: dict[str, datetime]
+
+
+def _stamp(context: Context, stamp: Stamp | None) -> datetime | None:
+    if stamp is None:
+        return None
+    return stamp.aware if stamp.aware is not None else context.stamps[stamp.text]
+
+
+def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
+    desc = spec.desc()
+    if existing is not None and annot.same_meaning(
+        existing.desc, spec.description, spec.annotation_fields(), annot.STEP_NAMES
+    ):
+        desc = existing.desc
+    return StepValues(
+        name=spec.name,
+        desc=desc,
+        enabled=spec.enabled,
+        kind=spec.kind,
+        code=spec.code,
+        connstr=spec.connection,
+        dbname=spec.database,
+        onerror=spec.on_error,
+    )
+
+
+def _schedule_values(
+    context: Context, spec: ScheduleSpec, existing: ScheduleRecord | None
+) -> ScheduleValues:
+    f = spec.fields
+    start = _stamp(context, spec.start)
+    return ScheduleValues(
+        name=spec.name,
+        desc=spec.description,
+        enabled=spec.enabled,
+        start=start,
+        end=_stamp(context, spec.end),
+        minutes=f.minutes,
+        hours=f.hours,
+        weekdays=f.weekdays,
+        monthdays=f.monthdays,
+        months=f.months,
+    )
+
+
+def _pairs(
+    wanted: Sequence[Any], existing: Sequence[Any], name_of: Callable[[Any], str]
+) -> tuple[list[tuple[Any, Any]], list[Any], list[Any]]:
+    """(matched pairs, wanted without a match, existing without a match): the k-th of a
+    name in `wanted` goes with the k-th of that name in `existing`."""
+    pool: dict[str, list[Any]] = {}
+    for item in existing:
+        pool.setdefault(name_of(item), []).append(item)
+    pairs, new = [], []
+    for item in wanted:
+        candidates = pool.get(name_of(item), [])
+        if candidates:
+            pairs.append((item, candidates.pop(0)))
+        else:
+            new.append(item)
+    gone = [item for items in pool.values() for item in items]
+    return pairs, new, gone
+
+
+# --- describing rows ------------------------------------------------------------------------
+
+
+def _step_words(values: StepValues) -> str:
+    where = values.dbname and f"database {values.dbname}"
+    where = where or (values.connstr and "connection string") or "shell"
+    return f"{KIND_WORD[values.kind.value]}, {where}, on error {ONERROR_WORD[values.onerror.value]}"
+
+
+def _fields_of(values: ScheduleValues | ScheduleRecord) -> cron.Fields:
+    return cron.Fields(
+        values.minutes, values.hours, values.weekdays, values.monthdays, values.months
+    )
+
+
+def _schedule_words(fields: cron.Fields) -> str:
+    text = cron.to_cron(fields)
+    return f"cron {text!r}" if text else cron.describe(fields)
+
+
+def _step_diff(old: StepRecord, new: StepValues) -> list[str]:
+    out: list[str] = []
+    if old.kind != new.kind:
+        out.append(f"kind: {KIND_WORD[old.kind.value]} -> {KIND_WORD[new.kind.value]}")
+    if old.dbname != new.dbname:
+        out.append(f"database: {_show(old.dbname or None)} -> {_show(new.dbname or None)}")
+    if old.connstr != new.connstr:
+        out.append("connection: changed")
+    if old.onerror != new.onerror:
+        out.append(
+            f"on_error: {ONERROR_WORD[old.onerror.value]} -> {ONERROR_WORD[new.onerror.value]}"
+        )
+    if old.enabled != new.enabled:
+        out.append(f"enabled: {old.enabled} -> {new.enabled}")
+    if old.desc != new.desc:
+        old_comment, old_fields = annot.step_fields(old.desc)
+        new_comment, new_fields = annot.step_fields(new.desc)
+        if old_comment != new_comment:
+            out.extend(_text_diff("description", old_comment, new_comment))
+        if old_fields != new_fields:
+            out.append(
+                f"timeout: {_show(old_fields.get('timeout'))} -> {_show(new_fields.get('timeout'))}"
+            )
+    if old.code != new.code:
+        out.extend(_text_diff("code", old.code, new.code))
+    return out
+
+
+def _schedule_diff(
+    old: ScheduleRecord, new: ScheduleValues, old_exc: set[ExceptionKey], new_exc: set[ExceptionKey]
+) -> list[str]:
+    out: list[str] = []
+    if old.desc != new.desc:
+        out.extend(_text_diff("description", old.desc, new.desc))
+    if old.enabled != new.enabled:
+        out.append(f"enabled: {old.enabled} -> {new.enabled}")
+    old_f, new_f = _fields_of(old), _fields_of(new)
+    if old_f != new_f:
+        old_cron, new_cron = cron.to_cron(old_f), cron.to_cron(new_f)
+        if old_cron and new_cron:
+            out.append(f"cron: {old_cron!r} -> {new_cron!r}")
+        else:
+            for kind in NATIVE:
+                a, b = old_f.get(kind), new_f.get(kind)
+                if a != b:
+                    out.append(
+                        f"{kind}: {_show(cron.format_native(kind, a) or '*')} -> "
+                        f"{_show(cron.format_native(kind, b) or '*')}"
+                    )
+    if new.start is not None and new.start != old.start:
+        out.append(f"start: {_show(old.start)} -> {_show(new.start)}")
+    if old.end != new.end:
+        out.append(f"end: {_show(old.end)} -> {_show(new.end)}")
+    for d, t in sorted(old_exc - new_exc, key=_exc_sort):
+        out.append(f"- exception {_exc_words(d, t)}")
+    for d, t in sorted(new_exc - old_exc, key=_exc_sort):
+        out.append(f"+ exception {_exc_words(d, t)}")
+    return out
+
+
+def _exc_sort(key: ExceptionKey) -> tuple[date, time]:
+    return (key[0] or date.min, key[1] or time.min)
+
+
+def _exc_words(d: date | None, t: time | None) -> str:
+    return " ".join(x.isoformat() for x in (d, t) if x is not None)
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
+    """What only the database can check: classes, databases, step order in the database's
+    collation, and ambiguous names. Raises SpecError listing every problem."""
+    problems: list[Problem] = []
+    classes = catalog.job_classes()
+    by_name = {c.name: c.jclid for c in classes}
+    for spec in specs:
+        if spec.job_class is not None and spec.job_class not in by_name:
+            problems.append(
+                Problem(
+                    spec.file,
+                    spec.lines.get("class", spec.line),
+                    "class",
+                    f"unknown job class {spec.job_class!r} "
+                    f"(known: {', '.join(c.name for c in classes)})",
+                )
+            )
+    wanted_dbs = sorted({s.database for spec in specs for s in spec.steps if s.database})
+    existing_dbs = catalog.existing_databases(wanted_dbs) if wanted_dbs else set()
+    for spec in specs:
+        for i, step in enumerate(spec.steps, 1):
+            if step.database and step.database not in existing_dbs:
+                problems.append(
+                    Problem(
+                        spec.file,
+                        step.lines.get("database", step.line),
+                        f"steps[{i}].database",
+                        f"no database {step.database!r} on this server (pg_database)",
+                    )
+                )
+        names = [s.name for s in spec.steps]
+        if len(names) > 1:
+            order = catalog.collation_order(names)
+            if order != list(range(len(names))):
+                problem = step_order_problem(
+                    spec.file, spec.lines.get("steps", spec.line), names, order
+                )
+                problems.append(
+                    Problem(
+                        problem.file,
+                        problem.line,
+                        problem.field,
+                        problem.message + " (in this database's collation)",
+                    )
+                )
+    for spec in specs:
+        ids = catalog.job_ids_by_name(spec.name)
+        if len(ids) > 1:
+            problems.append(
+                Problem(
+                    spec.file,
+                    spec.lines.get("name", spec.line),
+                    "name",
+                    f"{len(ids)} jobs in the database are named {spec.name!r} (ids "
+                    f"{', '.join(map(str, ids))}); rename or delete all but one in pgAdmin",
+                )
+            )
+    texts = sorted(
+        {
+            stamp.text
+            for spec in specs
+            for sched in spec.schedules
+            for stamp in (sched.start, sched.end)
+            if stamp is not None and stamp.aware is None
+        }
+    )
+    stamps = dict(zip(texts, catalog.resolve_timestamps(texts), strict=True))
+    for spec in specs:
+        for sched in spec.schedules:
+            start, end = sched.start, sched.end
+            if start and end:
+                s = start.aware or stamps[start.text]
+                e = end.aware or stamps[end.text]
+                if e < s:
+                    problems.append(
+                        Problem(
+                            spec.file, sched.line, f"schedule {sched.name!r}", "end is before start"
+                        )
+                    )
+    if problems:
+        raise SpecError(problems)
+    return Context(by_name, {c.jclid: c.name for c in classes}, stamps)
+
+
+def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Plan:
+    """Compare the files with the database. Reads only; `Plan.execute` writes."""
+    context = _check(catalog, specs)
+    existing_jobs = catalog.jobs()
+    by_name = {job.name: job for job in existing_jobs}
+    matched_ids = [by_name[s.name].jobid for s in specs if s.name in by_name]
+    steps: dict[int, list[StepRecord]] = {}
+    for step in catalog.steps(matched_ids):
+        steps.setdefault(step.jobid, []).append(step)
+    schedules: dict[int, list[ScheduleRecord]] = {}
+    for sched in catalog.schedules(matched_ids):
+        schedules.setdefault(sched.jobid, []).append(sched)
+    default_class = min(context.class_names) if context.class_names else 1
+
+    plan = Plan(changes=[], unchanged=[])
+    for spec in specs:
+        jclid = context.classes[spec.job_class] if spec.job_class else default_class
+        old = by_name.get(spec.name)
+        if old is None:
+            _plan_create(plan, context, spec, jclid)
+        else:
+            _plan_update(
+                plan,
+                context,
+                spec,
+                jclid,
+                old,
+                steps.get(old.jobid, []),
+                schedules.get(old.jobid, []),
+            )
+    if prune:
+        wanted = {s.name for s in specs}
+        for job in existing_jobs:
+            if job.name not in wanted and is_managed(job.desc):
+                plan.changes.append(
+                    JobChange(
+                        "delete",
+                        job.name,
+                        job.jobid,
+                        [
+                            "managed by pyagent (@MANAGED_BY=pyagent;) and in none of the files; "
+                            "its run history goes with it"
+                        ],
+                    )
+                )
+                plan.ops.append((DELETE_JOBS, _deleter(job.jobid)))
+    return plan
+
+
+def _deleter(jobid: int) -> Callable[[Catalog], None]:
+    return lambda catalog: catalog.delete_job(jobid)
+
+
+def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> None:
+    managed = spec.managed if spec.managed is not None else True
+    values = JobValues(jclid, spec.name, spec.desc(managed), spec.host_agent, spec.enabled)
+    step_values = [_step_values(s, None) for s in spec.steps]
+    sched_values = [(_schedule_values(context, s, None), s) for s in spec.schedules]
+    details = [f"class {context.class_names.get(jclid, jclid)!r}, enabled {spec.enabled}"]
+    if managed:
+        details.append("marked @MANAGED_BY=pyagent; in its comment")
+    details += [f"+ step {v.name!r} ({_step_words(v)})" for v in step_values]
+    details += [
+        f"+ schedule {v.name!r} ({_schedule_words(_fields_of(v))})" for v, _ in sched_values
+    ]
+    plan.changes.append(JobChange("create", spec.name, None, details))
+
+    def create(catalog: Catalog) -> None:
+        jobid = catalog.insert_job(values)
+        for step in step_values:
+            catalog.insert_step(jobid, step)
+        for sched, sched_spec in sched_values:
+            jscid = catalog.insert_schedule(jobid, sched)
+            for exc in sched_spec.exceptions:
+                catalog.insert_exception(jscid, exc.date, exc.time)
+
+    plan.ops.append((INSERT, create))
+
+
+def _plan_update(  # noqa: PLR0917
+    plan: Plan,
+    context: Context,
+    spec: JobSpec,
+    jclid: int,
+    old: JobRecord,
+    old_steps: list[StepRecord],
+    old_schedules: list[ScheduleRecord],
+) -> None:
+    details: list[str] = []
+    ops: list[tuple[int, Callable[[Catalog], None]]] = []
+    jobid = old.jobid
+    was_managed = is_managed(old.desc)
+    managed = spec.managed if spec.managed is not None else was_managed
+    desc = spec.desc(managed)
+    if annot.same_meaning(old.desc, spec.comment, spec.annotation_fields(managed), annot.JOB_NAMES):
+        desc = old.desc
+    values = JobValues(jclid, spec.name, desc, spec.host_agent, spec.enabled)
+    old_class = next((k for k, v in context.classes.items() if v == jclid), None)
+    if old.class_name != old_class:
+        details.append(f"class: {old.class_name!r} -> {old_class!r}")
+    if old.enabled != spec.enabled:
+        details.append(f"enabled: {old.enabled} -> {spec.enabled}")
+    if old.hostagent != spec.host_agent:
+        details.append(f"host_agent: {_show(old.hostagent)} -> {_show(spec.host_agent)}")
+    if old.desc != desc:
+        old_comment, old_fields = annot.job_fields(old.desc)
+        if old_comment != spec.comment:
+            details.extend(_text_diff("comment", old_comment, spec.comment))
+        new_fields = spec.annotation_fields(managed)
+        for key in ("timeout", "retries", "retry_delay", "alert"):
+            if old_fields.get(key) != new_fields.get(key):
+                details.append(
+                    f"{key}: {_show(old_fields.get(key))} -> {_show(new_fields.get(key))}"
+                )
+        if was_managed != managed:
+            details.append(
+                "managed: now marked @MANAGED_BY=pyagent;" if managed else "managed: mark removed"
+            )
+    job_row_changed = (
+        old.class_name != old_class
+        or old.enabled != spec.enabled
+        or old.hostagent != spec.host_agent
+        or old.desc != desc
+    )
+    if job_row_changed:
+        ops.append((UPDATE, lambda catalog: catalog.update_job(jobid, values)))
+
+    # Steps.
+    pairs, new_steps, gone_steps = _pairs(spec.steps, old_steps, lambda s: s.name)
+    for step_spec, step_old in pairs:
+        step_new = _step_values(step_spec, step_old)
+        diff = _step_diff(step_old, step_new)
+        if diff:
+            details.append(f"~ step {step_spec.name!r}:")
+            details.extend(f"    {line}" for line in diff)
+            ops.append((UPDATE, _step_updater(step_old.jstid, step_new)))
+    for step_old in gone_steps:
+        details.append(f"- step {step_old.name!r}")
+        ops.append((DELETE_CHILDREN, _step_deleter(step_old.jstid)))
+    for step_spec in new_steps:
+        step_new = _step_values(step_spec, None)
+        details.append(f"+ step {step_new.name!r} ({_step_words(step_new)})")
+        ops.append((INSERT, _step_inserter(jobid, step_new)))
+
+    # Schedules and their exceptions.
+    spairs, new_scheds, gone_scheds = _pairs(spec.schedules, old_schedules, lambda s: s.name)
+    for sched_spec, sched_old in spairs:
+        sched_new = _schedule_values(context, sched_spec, sched_old)
+        old_exc = {(e.date, e.time): e.jexid for e in sched_old.exceptions}
+        new_exc = {(e.date, e.time) for e in sched_spec.exceptions}
+        diff = _schedule_diff(sched_old, sched_new, set(old_exc), new_exc)
+        if not diff:
+            continue
+        details.append(f"~ schedule {sched_spec.name!r}:")
+        details.extend(f"    {line}" for line in diff)
+        row_same = (
+            sched_old.desc == sched_new.desc
+            and sched_old.enabled == sched_new.enabled
+            and _fields_of(sched_old) == _fields_of(sched_new)
+            and (sched_new.start is None or sched_new.start == sched_old.start)
+            and sched_old.end == sched_new.end
+        )
+        if not row_same:
+            ops.append((UPDATE, _schedule_updater(sched_old.jscid, sched_new)))
+        for old_key, jexid in old_exc.items():
+            if old_key not in new_exc:
+                ops.append((DELETE_CHILDREN, _exception_deleter(jexid)))
+        for exc in sched_spec.exceptions:
+            if (exc.date, exc.time) not in old_exc:
+                ops.append((INSERT, _exception_inserter(sched_old.jscid, exc.date, exc.time)))
+    for sched_old in gone_scheds:
+        details.append(f"- schedule {sched_old.name!r}")
+        ops.append((DELETE_CHILDREN, _schedule_deleter(sched_old.jscid)))
+    for sched_spec in new_scheds:
+        sched_new = _schedule_values(context, sched_spec, None)
+        details.append(f"+ schedule {sched_new.name!r} ({_schedule_words(_fields_of(sched_new))})")
+        ops.append((INSERT, _schedule_inserter(jobid, sched_new, sched_spec)))
+
+    if not ops:
+        plan.unchanged.append(spec.name)
+        return
+    if not job_row_changed:
+        ops.append((TOUCH, lambda catalog: catalog.touch_job(jobid)))
+    plan.changes.append(JobChange("change", spec.name, jobid, details))
+    plan.ops.extend(ops)
+
+
+def _step_updater(jstid: int, values: StepValues) -> Callable[[Catalog], None]:
+    return lambda catalog: catalog.update_step(jstid, values)
+
+
+def _step_deleter(jstid: int) -> Callable[[Catalog], None]:
+    return lambda catalog: catalog.delete_step(jstid)
+
+
+def _step_inserter(jobid: int, values: StepValues) -> Callable[[Catalog], None]:
+    def insert(catalog: Catalog) -> None:
+        catalog.insert_step(jobid, values)
+
+    return insert
+
+
+def _schedule_updater(jscid: int, values: ScheduleValues) -> Callable[[Catalog], None]:
+    return lambda catalog: catalog.update_schedule(jscid, values)
+
+
+def _schedule_deleter(jscid: int) -> Callable[[Catalog], None]:
+    return lambda catalog: catalog.delete_schedule(jscid)
+
+
+def _schedule_inserter(
+    jobid: int, values: ScheduleValues, spec: ScheduleSpec
+) -> Callable[[Catalog], None]:
+    def insert(catalog: Catalog) -> None:
+        jscid = catalog.insert_schedule(jobid, values)
+        for exc in spec.exceptions:
+            catalog.insert_exception(jscid, exc.date, exc.time)
+
+    return insert
+
+
+def _exception_deleter(jexid: int) -> Callable[[Catalog], None]:
+    return lambda catalog: catalog.delete_exception(jexid)
+
+
+def _exception_inserter(jscid: int, d: date | None, t: time | None) -> Callable[[Catalog], None]:
+    return lambda catalog: catalog.insert_exception(jscid, d, t)
+
+
+def apply(
+    catalog: Catalog,
+    specs: Sequence[JobSpec],
+    *,
+    prune: bool,
+    dry_run: bool,
+    show: Callable[[Plan], None],
+) -> Plan:
+    """Plan and (unless dry_run) execute, all inside one transaction."""
+    with catalog.transaction():
+        plan = make_plan(catalog, specs, prune=prune)
+        show(plan)
+        if not dry_run and plan.has_changes:
+            plan.execute(catalog)
+    return plan

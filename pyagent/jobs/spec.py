@@ -1,0 +1,778 @@
+"""Job files: YAML in, validated job specifications out, with every problem named by file,
+line and field. No database is needed here (`jobs validate`); what only the database can
+check (job classes, databases, the collation's step order) is checked by `jobs apply`.
+
+The YAML is read with a deliberately small set of implicit types (YAML 1.2's core schema:
+null, true/false, decimal integers, floats with a dot), so `02:30`, `2025-12-25`, `yes`
+or `0755` stay text instead of becoming sexagesimal numbers, dates or booleans.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pyagent.jobs import annot, cron
+from pyagent.store.records import OnError, StepKind
+
+JOB_FIELDS = (
+    "name",
+    "class",
+    "enabled",
+    "host_agent",
+    "managed",
+    "comment",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "alert",
+    "steps",
+    "schedules",
+)
+STEP_FIELDS = (
+    "name",
+    "kind",
+    "database",
+    "connection",
+    "on_error",
+    "enabled",
+    "description",
+    "timeout",
+    "code",
+)
+NATIVE_FIELDS = ("minutes", "hours", "weekdays", "monthdays", "months")
+SCHEDULE_FIELDS = (
+    "name",
+    "description",
+    "enabled",
+    "cron",
+    *NATIVE_FIELDS,
+    "start",
+    "end",
+    "exceptions",
+)
+KINDS = {"sql": StepKind.SQL, "batch": StepKind.BATCH}
+ON_ERROR = {"fail": OnError.FAIL, "succeed": OnError.SUCCEED, "ignore": OnError.IGNORE}
+WEEKDAY_SUFFIX = " (weekdays)"
+
+
+# --- problems ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file, located as precisely as possible."""
+
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class SpecError(Exception):
+    """One or more problems; nothing was (or will be) changed."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+# --- YAML with line numbers ---------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core implicit types only."""
+
+
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("int", r"^[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
+    ("float", r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$", "-+0123456789."),
+):
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regexp), list(_first))
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A YAML value and the (1-based) line it starts on."""
+
+    value: Any
+    line: int
+
+
+class _YamlProblem(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _convert(node: yaml.Node) -> Loc:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode):
+        tag = node.tag.rsplit(":", 1)[-1]
+        text = node.value
+        if tag == "null":
+            return Loc(None, line)
+        if tag == "bool":
+            return Loc(text.lower() == "true", line)
+        if tag == "int":
+            return Loc(int(text), line)
+        if tag == "float":
+            return Loc(float(text), line)
+        if tag == "str":
+            return Loc(text, line)
+        raise _YamlProblem(line, f"unsupported YAML tag {node.tag}")
+    if isinstance(node, yaml.SequenceNode):
+        return Loc([_convert(item) for item in node.value], line)
+    if isinstance(node, yaml.MappingNode):
+        mapping: dict[str, Loc] = {}
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                raise _YamlProblem(key_line, "keys must be plain field names (no merge keys)")
+            key = str(key_node.value)
+            if key in mapping:
+                raise _YamlProblem(key_line, f"field {key!r} is given twice")
+            value = _convert(value_node)
+            mapping[key] = value
+        return Loc(mapping, line)
+    raise _YamlProblem(line, "unsupported YAML node")
+
+
+def load_documents(text: str, file: str) -> list[Loc]:
+    """The non-empty YAML documents of a file, with line numbers."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = " ".join(str(exc.problem or exc).split())
+        raise SpecError([Problem(file, line, None, f"not valid YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem(file, None, None, f"not valid YAML: {exc}")]) from None
+    docs = []
+    for node in nodes:
+        if node is None:
+            continue
+        try:
+            docs.append(_convert(node))
+        except _YamlProblem as exc:
+            raise SpecError([Problem(file, exc.line, None, str(exc))]) from None
+    return docs
+
+
+# --- the specification --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A start/end timestamp: aware when the file gave a zone; otherwise `text` is read in
+    the database session's TimeZone at apply time."""
+
+    text: str
+    aware: datetime | None
+
+
+@dataclass(frozen=True)
+class ExceptionSpec:
+    date: date | None
+    time: time | None
+    line: int
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One pgAgent schedule (a cron expression may have produced two of these)."""
+
+    name: str
+    description: str
+    enabled: bool
+    fields: cron.Fields
+    start: Stamp | None
+    end: Stamp | None
+    exceptions: tuple[ExceptionSpec, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    kind: StepKind
+    database: str
+    connection: str
+    on_error: OnError
+    enabled: bool
+    description: str
+    timeout: str | None
+    code: str
+    line: int
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def desc(self) -> str:
+        """jstdesc: the description plus the timeout annotation line."""
+        extra = [("JOB_STEP_TIMEOUT", self.timeout)] if self.timeout is not None else []
+        return annot.compose(self.description, extra)
+
+    def annotation_fields(self) -> dict[str, str]:
+        return {"timeout": self.timeout} if self.timeout is not None else {}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    job_class: str | None
+    enabled: bool
+    host_agent: str
+    managed: bool | None
+    comment: str
+    timeout: str | None
+    retries: int | None
+    retry_delay: str | None
+    alert: str | None
+    steps: tuple[StepSpec, ...]
+    schedules: tuple[ScheduleSpec, ...]
+    file: str
+    line: int
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def annotation_fields(self, managed: bool) -> dict[str, str]:
+        found: dict[str, str] = {}
+        if self.timeout is not None:
+            found["timeout"] = self.timeout
+        if self.retries is not None:
+            found["retries"] = str(self.retries)
+        if self.retry_delay is not None:
+            found["retry_delay"] = self.retry_delay
+        if self.alert is not None:
+            found["alert"] = self.alert
+        if managed:
+            found["managed_by"] = annot.MANAGED_VALUE
+        return found
+
+    def desc(self, managed: bool) -> str:
+        """jobdesc: the comment plus one annotation line per field that is set."""
+        fields = self.annotation_fields(managed)
+        by_field = {v: k for k, v in annot.JOB_NAMES.items()}
+        lines = [
+            (name, fields[annot.JOB_NAMES[name]])
+            for name in annot.JOB_ORDER
+            if annot.JOB_NAMES[name] in fields
+        ]
+        assert all(key in by_field for key in fields)
+        return annot.compose(self.comment, lines)
+
+
+class _Reader:
+    """Typed access to one mapping of a file, collecting problems instead of stopping."""
+
+    def __init__(
+        self, loc: Loc, file: str, where: str, allowed: Sequence[str], problems: list[Problem]
+    ) -> None:
+        self.file, self.where, self.problems = file, where, problems
+        self.line = loc.line
+        self.ok = isinstance(loc.value, dict)
+        self.data: dict[str, Loc] = loc.value if self.ok else {}
+        if not self.ok:
+            self.problem(None, f"must be a mapping of fields, not {_type_name(loc.value)}")
+        for key, value in self.data.items():
+            if key not in allowed:
+                self.problems.append(
+                    Problem(
+                        file,
+                        value.line,
+                        self.name(key),
+                        f"unknown field (known: {', '.join(allowed)})",
+                    )
+                )
+
+    def name(self, key: str | None) -> str:
+        if key is None:
+            return self.where or "document"
+        return f"{self.where}.{key}" if self.where else key
+
+    def problem(self, key: str | None, message: str, line: int | None = None) -> None:
+        loc = self.data.get(key) if key else None
+        self.problems.append(
+            Problem(self.file, line or (loc.line if loc else self.line), self.name(key), message)
+        )
+
+    def has(self, key: str) -> bool:
+        return key in self.data and self.data[key].value is not None
+
+    def line_of(self, key: str) -> int:
+        return self.data[key].line if key in self.data else self.line
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        if not self.has(key):
+            if required:
+                self.problem(None, f"the field {key!r} is required")
+            return default
+        value = self.data[key].value
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.problem(key, f"must be text, not {_type_name(value)}")
+            return default
+        if not isinstance(value, str):
+            self.problem(key, f"must be text, not a number (quote it: '{value}')")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        if not self.has(key):
+            return default
+        value = self.data[key].value
+        if not isinstance(value, bool):
+            self.problem(key, f"must be true or false, not {value!r}")
+            return default
+        return value
+
+    def raw(self, key: str) -> Any:
+        return self.data[key].value if self.has(key) else None
+
+    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
+        value = self.text(key, default)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            self.problem(key, f"must be one of {', '.join(choices)}, not {value!r}")
+            return default
+        return value.lower()
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, int | float):
+        return "a number"
+    return "text"
+
+
+_STAMP = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?))?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+def parse_stamp(text: str) -> Stamp:
+    """`2025-01-01`, `2025-01-01 02:30`, `2025-01-01T02:30:00+01:00`, ... ; ValueError if not."""
+    match = _STAMP.match(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a timestamp (examples: 2025-01-01, 2025-01-01 02:30, "
+            "2025-01-01 02:30:00+00:00)"
+        )
+    day, clock, zone = match.groups()
+    clock = clock or "00:00"
+    if len(clock.split(":")[0]) == 1:
+        clock = "0" + clock
+    iso = f"{day} {clock}"
+    if zone:
+        zone = "+00:00" if zone == "Z" else zone
+        if len(zone) == 3:
+            zone += ":00"
+        elif ":" not in zone:
+            zone = f"{zone[:3]}:{zone[3:]}"
+    try:
+        value = datetime.fromisoformat(iso + (zone or ""))
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    if zone:
+        return Stamp(value.isoformat(sep=" "), value)
+    return Stamp(value.isoformat(sep=" "), None)
+
+
+def parse_exception(value: Any) -> tuple[date | None, time | None]:
+    """`2025-12-25`, `02:30`, `2025-12-25 02:30`, or {date: ..., time: ...}."""
+    if isinstance(value, dict):
+        unknown = set(value) - {"date", "time"}
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r} (known: date, time)")
+        d, t = value.get("date"), value.get("time")
+        d = d.value if isinstance(d, Loc) else d
+        t = t.value if isinstance(t, Loc) else t
+    elif isinstance(value, str):
+        parts = value.split()
+        if len(parts) == 2:
+            d, t = parts
+        elif len(parts) == 1 and ":" in parts[0]:
+            d, t = None, parts[0]
+        elif len(parts) == 1:
+            d, t = parts[0], None
+        else:
+            raise ValueError(f"{value!r} is not a date, a time or 'date time'")
+    else:
+        raise ValueError("must be a date (2025-12-25), a time (02:30), both, or {date, time}")
+    on_date = None
+    at_time = None
+    if d is not None:
+        if not isinstance(d, str):
+            raise ValueError(f"date {d!r} must be text like 2025-12-25")
+        try:
+            on_date = date.fromisoformat(d.strip())
+        except ValueError:
+            raise ValueError(f"{d!r} is not a date like 2025-12-25") from None
+    if t is not None:
+        match = _TIME.match(str(t).strip()) if isinstance(t, str) else None
+        if match is None:
+            raise ValueError(f"{t!r} is not a time like 02:30 or 02:30:15")
+        hour, minute, second = (int(x) if x else 0 for x in match.groups())
+        if hour > 23 or minute > 59 or second > 59:
+            raise ValueError(f"{t!r} is not a valid time of day")
+        at_time = time(hour, minute, second)
+    if on_date is None and at_time is None:
+        raise ValueError("an exception needs a date, a time, or both")
+    return on_date, at_time
+
+
+def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
+    start = len(problems)
+    r = _Reader(doc, file, "", JOB_FIELDS, problems)
+    if not r.ok:
+        return None
+    name = r.text("name", required=True)
+    if name is not None and not name.strip():
+        r.problem("name", "must not be empty")
+    job_class = r.text("class")
+    host_agent = r.text("host_agent", "") or ""
+    comment = r.text("comment", "") or ""
+    enabled = r.boolean("enabled", True)
+    managed = r.boolean("managed", False) if r.has("managed") else None
+    timeout = _duration(r, "timeout")
+    retry_delay = _duration(r, "retry_delay", allow_zero=True)
+    retries: int | None = None
+    if r.has("retries"):
+        value = r.raw("retries")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            r.problem("retries", f"must be a whole number >= 0, not {value!r}")
+        else:
+            retries = value
+    alert = r.choice("alert", annot.ALERT_VALUES, "") if r.has("alert") else None
+    if "@" in comment:
+        _warn_annotation_text(r, "comment", comment, annot.JOB_NAMES)
+    steps = _steps(r, file, problems)
+    schedules = _schedules(r, file, problems)
+    if len(problems) > start or name is None:
+        return None
+    return JobSpec(
+        name=name,
+        job_class=job_class,
+        enabled=enabled,
+        host_agent=host_agent,
+        managed=managed,
+        comment=comment,
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        alert=alert,
+        steps=tuple(steps),
+        schedules=tuple(schedules),
+        file=file,
+        line=doc.line,
+        lines={key: loc.line for key, loc in r.data.items()},
+    )
+
+
+def _warn_annotation_text(r: _Reader, key: str, text: str, known: dict[str, str]) -> None:
+    """An annotation line pyagent maps to a field must be written as that field, or a
+    second apply would see a difference."""
+    _, found = annot.split(text, known)
+    for name in found:
+        r.problem(key, f"write the annotation as the field {name!r}, not as a line of text")
+
+
+def _duration(r: _Reader, key: str, *, allow_zero: bool = False) -> str | None:
+    if not r.has(key):
+        return None
+    try:
+        return annot.duration_text(r.raw(key), allow_zero=allow_zero)
+    except ValueError as exc:
+        r.problem(key, str(exc))
+        return None
+
+
+def _items(r: _Reader, key: str) -> list[Loc]:
+    if not r.has(key):
+        return []
+    value = r.raw(key)
+    if not isinstance(value, list):
+        r.problem(key, f"must be a list, not {_type_name(value)}")
+        return []
+    return list(value)
+
+
+def _steps(job: _Reader, file: str, problems: list[Problem]) -> list[StepSpec]:
+    steps: list[StepSpec] = []
+    for i, loc in enumerate(_items(job, "steps"), 1):
+        r = _Reader(loc, file, f"steps[{i}]", STEP_FIELDS, problems)
+        if not r.ok:
+            continue
+        before = len(problems)
+        name = r.text("name", required=True)
+        kind = KINDS[r.choice("kind", tuple(KINDS), "sql")]
+        database = r.text("database", "") or ""
+        connection = r.text("connection", "") or ""
+        on_error = ON_ERROR[r.choice("on_error", tuple(ON_ERROR), "fail")]
+        code = r.text("code", required=True)
+        description = r.text("description", "") or ""
+        if "@" in description:
+            _warn_annotation_text(r, "description", description, annot.STEP_NAMES)
+        if kind is StepKind.SQL and not database and not connection:
+            r.problem(None, "an SQL step needs a 'database' (on this server) or a 'connection'")
+        if kind is StepKind.BATCH and (database or connection):
+            r.problem(
+                "database" if database else "connection",
+                "a batch step runs on the agent's host; it takes no database or connection",
+            )
+        timeout = _duration(r, "timeout")
+        enabled = r.boolean("enabled", True)
+        if len(problems) > before or name is None or code is None:
+            continue
+        steps.append(
+            StepSpec(
+                name=name,
+                kind=kind,
+                database=database,
+                connection=connection,
+                on_error=on_error,
+                enabled=enabled,
+                description=description,
+                timeout=timeout,
+                code=code,
+                line=loc.line,
+                lines={key: value.line for key, value in r.data.items()},
+            )
+        )
+    names = [s.name for s in steps]
+    order = sorted(range(len(names)), key=lambda k: (names[k], k))
+    if order != list(range(len(names))):
+        problems.append(step_order_problem(file, job.line_of("steps"), names, order))
+    return steps
+
+
+def step_order_problem(file: str, line: int, names: list[str], order: list[int]) -> Problem:
+    wanted = ", ".join(repr(names[k]) for k in order)
+    return Problem(
+        file,
+        line,
+        "steps",
+        "pgAgent runs a job's steps in name order (ORDER BY jstname), so these would run as "
+        f"{wanted}; rename them so that name order is the order written (for example with "
+        "numeric prefixes: '10 extract', '20 load')",
+    )
+
+
+def _schedules(job: _Reader, file: str, problems: list[Problem]) -> list[ScheduleSpec]:
+    found: list[ScheduleSpec] = []
+    for i, loc in enumerate(_items(job, "schedules"), 1):
+        r = _Reader(loc, file, f"schedules[{i}]", SCHEDULE_FIELDS, problems)
+        if not r.ok:
+            continue
+        before = len(problems)
+        cron_text = r.text("cron")
+        natives = [k for k in NATIVE_FIELDS if r.has(k)]
+        fields_list: list[cron.Fields] = []
+        if cron_text is not None and natives:
+            r.problem(natives[0], "give either 'cron' or pgAgent's fields, not both")
+        elif cron_text is not None:
+            try:
+                fields_list = cron.from_cron(cron_text)
+            except cron.CronError as exc:
+                r.problem("cron", f"{cron_text!r}: {exc}")
+        elif natives:
+            arrays: dict[str, cron.Flags] = {}
+            for kind in NATIVE_FIELDS:
+                try:
+                    arrays[kind] = (
+                        cron.parse_native(kind, _plain(r.raw(kind)))
+                        if r.has(kind)
+                        else tuple([False] * cron.LENGTHS[kind])
+                    )
+                except ValueError as exc:
+                    r.problem(kind, str(exc))
+            if len(arrays) == len(NATIVE_FIELDS):
+                fields_list = [cron.Fields(**arrays)]
+        else:
+            r.problem(
+                None,
+                "give 'cron' or pgAgent's fields (minutes, hours, weekdays, monthdays, months)",
+            )
+        for fields in fields_list:
+            if cron.never_matches(fields):
+                r.problem(
+                    "cron" if cron_text is not None else "monthdays",
+                    "never runs: none of its days exists in its months",
+                )
+                break
+        name = r.text("name", cron_text if cron_text is not None else f"schedule {i}")
+        description = r.text("description", "") or ""
+        enabled = r.boolean("enabled", True)
+        start = _stamp(r, "start")
+        end = _stamp(r, "end")
+        if start and end and start.aware and end.aware and end.aware < start.aware:
+            r.problem("end", "is before start")
+        exceptions: list[ExceptionSpec] = []
+        for loc_exc in _items(r, "exceptions"):
+            try:
+                on_date, at_time = parse_exception(_plain(loc_exc.value))
+            except ValueError as exc:
+                r.problem("exceptions", str(exc), loc_exc.line)
+                continue
+            exceptions.append(ExceptionSpec(on_date, at_time, loc_exc.line))
+        seen: set[tuple[date | None, time | None]] = set()
+        for exc_spec in exceptions:
+            key = (exc_spec.date, exc_spec.time)
+            if key in seen:
+                r.problem("exceptions", "the same exception is listed twice", exc_spec.line)
+            seen.add(key)
+        if len(fields_list) == 2 and any(e.date and e.time for e in exceptions):
+            r.problem(
+                "exceptions",
+                "this cron expression becomes two pgAgent schedules (its day-of-month and "
+                "day-of-week are OR-ed), and pgAgent's unique index on (jexdate, jextime) "
+                "forbids the same date-and-time exception on both; use a date-only or "
+                "time-only exception, or two schedules",
+            )
+        if len(problems) > before or name is None:
+            continue
+        for k, fields in enumerate(fields_list):
+            found.append(
+                ScheduleSpec(
+                    name=name if k == 0 else name + WEEKDAY_SUFFIX,
+                    description=description,
+                    enabled=enabled,
+                    fields=fields,
+                    start=start,
+                    end=end,
+                    exceptions=tuple(exceptions),
+                    line=loc.line,
+                )
+            )
+    return found
+
+
+def _plain(value: Any) -> Any:
+    """A Loc tree as plain Python values."""
+    if isinstance(value, Loc):
+        return _plain(value.value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _stamp(r: _Reader, key: str) -> Stamp | None:
+    text = r.text(key)
+    if text is None:
+        return None
+    try:
+        return parse_stamp(text)
+    except ValueError as exc:
+        r.problem(key, str(exc))
+        return None
+
+
+# --- files and directories ------------------------------------------------------------------
+
+
+def job_files(paths: Iterable[str]) -> list[Path]:
+    """The files named, and the *.yaml / *.yml files under the directories named."""
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise SpecError([Problem(text, None, None, "no such file or directory")])
+    return found
+
+
+def parse_text(text: str, file: str) -> list[JobSpec]:
+    """The jobs of one file's text; SpecError lists every problem found."""
+    problems: list[Problem] = []
+    jobs = []
+    for doc in load_documents(text, file):
+        job = _job(doc, file, problems)
+        if job is not None:
+            jobs.append(job)
+    if problems:
+        raise SpecError(problems)
+    return jobs
+
+
+def load(paths: Iterable[str]) -> list[JobSpec]:
+    """Every job of these files and directories, checked as a set: each name once, no
+    date-and-time exception twice (pgAgent's unique index spans all schedules)."""
+    problems: list[Problem] = []
+    jobs: list[JobSpec] = []
+    for path in job_files(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(path), None, None, f"cannot read: {exc}"))
+            continue
+        try:
+            jobs.extend(parse_text(text, str(path)))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    first: dict[str, JobSpec] = {}
+    for job in jobs:
+        if job.name in first:
+            other = first[job.name]
+            problems.append(
+                Problem(
+                    job.file,
+                    job.line,
+                    "name",
+                    f"job {job.name!r} is also defined at {other.file}:{other.line}",
+                )
+            )
+        else:
+            first[job.name] = job
+    instants: dict[tuple[date, time], str] = {}
+    for job in jobs:
+        for sched in job.schedules:
+            for item in sched.exceptions:
+                if item.date is None or item.time is None:
+                    continue
+                key = (item.date, item.time)
+                where = f"{job.file}:{item.line}"
+                if key in instants and instants[key] != where:
+                    problems.append(
+                        Problem(
+                            job.file,
+                            item.line,
+                            "exceptions",
+                            f"{item.date} {item.time} is also an exception at {instants[key]}; "
+                            "pgAgent allows a date-and-time exception only once in the whole "
+                            "database (unique index on pga_exception)",
+                        )
+                    )
+                instants.setdefault(key, where)
+    if problems:
+        raise SpecError(problems)
+    return jobs

@@ -1,0 +1,458 @@
+"""The catalogue: jobs, steps, schedules, exceptions and run logs, for the management
+commands (`pyagent jobs ...`). Synchronous psycopg; every statement is a named block of
+`catalog.sql`; rows come back as small frozen records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import psycopg
+
+from pyagent.store.records import OnError, RunStatus, StepKind
+from pyagent.store.sqlfile import load_blocks
+
+Flags = tuple[bool, ...]
+#: Lengths of pga_schedule's five arrays: minutes, hours, weekdays, monthdays, months.
+ARRAY_LENGTHS = (60, 24, 7, 32, 12)
+
+
+def _sql(name: str) -> str:
+    return load_blocks("pyagent.store", "catalog.sql")[name]
+
+
+# --- records read ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """The session's TimeZone setting and the database clock."""
+
+    timezone: str
+    now: datetime
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A pga_job row with its class name, the agent running it and its newest run."""
+
+    jobid: int
+    name: str
+    class_name: str
+    enabled: bool
+    hostagent: str
+    desc: str
+    created: datetime
+    changed: datetime
+    agent_pid: int | None
+    agent_station: str | None
+    next_run: datetime | None
+    last_run: datetime | None
+    last_jlgid: int | None
+    last_status: RunStatus | None
+    last_start: datetime | None
+    last_duration: timedelta | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A pga_jobstep row."""
+
+    jstid: int
+    jobid: int
+    name: str
+    desc: str
+    enabled: bool
+    kind: StepKind
+    code: str
+    connstr: str
+    dbname: str
+    onerror: OnError
+
+
+@dataclass(frozen=True)
+class ExceptionRecord:
+    """A pga_exception row: a local date, a local time of day, or both."""
+
+    jexid: int
+    jscid: int
+    date: date | None
+    time: time | None
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """A pga_schedule row with its exceptions (in jexid order)."""
+
+    jscid: int
+    jobid: int
+    name: str
+    desc: str
+    enabled: bool
+    start: datetime
+    end: datetime | None
+    minutes: Flags
+    hours: Flags
+    weekdays: Flags
+    monthdays: Flags
+    months: Flags
+    exceptions: tuple[ExceptionRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A pga_joblog row with its job's name."""
+
+    jlgid: int
+    jobid: int
+    jobname: str
+    status: RunStatus
+    start: datetime
+    duration: timedelta | None
+
+
+@dataclass(frozen=True)
+class StepRunRecord:
+    """A pga_jobsteplog row with its step's name."""
+
+    jslid: int
+    jlgid: int
+    jstid: int
+    step_name: str
+    status: RunStatus
+    result: int | None
+    start: datetime
+    duration: timedelta | None
+    output: str | None
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """A pga_jobagent row, and whether its backend (jagpid) is still connected."""
+
+    pid: int
+    station: str
+    login_time: datetime
+    alive: bool
+
+
+@dataclass(frozen=True)
+class JobClass:
+    jclid: int
+    name: str
+
+
+@dataclass(frozen=True)
+class RunNowResult:
+    """What "Run now" left in jobnextrun (NULL when the job is disabled) and when."""
+
+    next_run: datetime | None
+    requested_at: datetime
+
+
+# --- values written --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobValues:
+    jclid: int
+    name: str
+    desc: str
+    hostagent: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class StepValues:
+    name: str
+    desc: str
+    enabled: bool
+    kind: StepKind
+    code: str
+    connstr: str
+    dbname: str
+    onerror: OnError
+
+
+@dataclass(frozen=True)
+class ScheduleValues:
+    """A schedule to write; start None means "now" for a new row, "unchanged" otherwise."""
+
+    name: str
+    desc: str
+    enabled: bool
+    start: datetime | None
+    end: datetime | None
+    minutes: Flags
+    hours: Flags
+    weekdays: Flags
+    monthdays: Flags
+    months: Flags
+
+
+def _flags(value: object, length: int) -> Flags:
+    items = list(value) if isinstance(value, list | tuple) else []
+    items = items[:length] + [False] * (length - len(items))
+    return tuple(item is True for item in items)
+
+
+def _status(value: object) -> RunStatus | None:
+    try:
+        return RunStatus(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class Catalog:
+    """Reads and writes of the pgagent catalogue on one connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def _rows(self, name: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(_sql(name), params)
+            return list(cur.fetchall()) if cur.description is not None else []
+
+    def _one(self, name: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        rows = self._rows(name, params)
+        return rows[0] if rows else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction: everything inside commits together or not at all."""
+        with self.conn.transaction():
+            yield
+
+    # --- reads -------------------------------------------------------------------------
+
+    def session_info(self) -> SessionInfo:
+        row = self._one("session_info")
+        assert row is not None
+        return SessionInfo(str(row[0]), row[1])
+
+    def jobs(self, jobids: Sequence[int] | None = None) -> list[JobRecord]:
+        """Jobs by name (all of them, or those with these ids)."""
+        ids = list(jobids) if jobids is not None else None
+        return [
+            JobRecord(
+                jobid=r[0],
+                name=r[1],
+                class_name=r[2],
+                enabled=r[3],
+                hostagent=r[4],
+                desc=r[5],
+                created=r[6],
+                changed=r[7],
+                agent_pid=r[8],
+                agent_station=r[9],
+                next_run=r[10],
+                last_run=r[11],
+                last_jlgid=r[12],
+                last_status=_status(r[13]),
+                last_start=r[14],
+                last_duration=r[15],
+            )
+            for r in self._rows("jobs", {"jobids": ids})
+        ]
+
+    def job_ids_by_name(self, name: str) -> list[int]:
+        return [r[0] for r in self._rows("job_ids_by_name", {"name": name})]
+
+    def steps(self, jobids: Sequence[int]) -> list[StepRecord]:
+        """Steps of these jobs, each job's in execution order (jstname, jstid)."""
+        return [
+            StepRecord(
+                jstid=r[0],
+                jobid=r[1],
+                name=r[2],
+                desc=r[3],
+                enabled=r[4],
+                kind=StepKind(r[5]),
+                code=r[6],
+                connstr=r[7],
+                dbname=r[8],
+                onerror=OnError(r[9]),
+            )
+            for r in self._rows("steps", {"jobids": list(jobids)})
+        ]
+
+    def schedules(self, jobids: Sequence[int]) -> list[ScheduleRecord]:
+        """Schedules of these jobs (by job, name, id), each with its exceptions."""
+        exceptions: dict[int, list[ExceptionRecord]] = {}
+        for r in self._rows("exceptions", {"jobids": list(jobids)}):
+            exceptions.setdefault(r[1], []).append(ExceptionRecord(r[0], r[1], r[2], r[3]))
+        return [
+            ScheduleRecord(
+                jscid=r[0],
+                jobid=r[1],
+                name=r[2],
+                desc=r[3],
+                enabled=r[4],
+                start=r[5],
+                end=r[6],
+                minutes=_flags(r[7], 60),
+                hours=_flags(r[8], 24),
+                weekdays=_flags(r[9], 7),
+                monthdays=_flags(r[10], 32),
+                months=_flags(r[11], 12),
+                exceptions=tuple(exceptions.get(r[0], ())),
+            )
+            for r in self._rows("schedules", {"jobids": list(jobids)})
+        ]
+
+    @staticmethod
+    def _run(r: tuple[Any, ...]) -> RunRecord:
+        return RunRecord(r[0], r[1], r[2], _status(r[3]) or RunStatus.INTERNAL_ERROR, r[4], r[5])
+
+    def runs(
+        self, jobid: int | None = None, *, limit: int = 20, failed_only: bool = False
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+        params = {"jobid": jobid, "limit": limit, "failed_only": failed_only}
+        return [self._run(r) for r in self._rows("runs", params)]
+
+    def run(self, jlgid: int) -> RunRecord | None:
+        row = self._one("run", {"jlgid": jlgid})
+        return self._run(row) if row is not None else None
+
+    def runs_since(self, jobid: int, after_jlgid: int, since: datetime) -> list[RunRecord]:
+        """Runs of a job with a higher log id than after_jlgid that began at `since` or later."""
+        params = {"jobid": jobid, "after_jlgid": after_jlgid, "since": since}
+        return [self._run(r) for r in self._rows("runs_since", params)]
+
+    def step_runs(self, jlgid: int) -> list[StepRunRecord]:
+        return [
+            StepRunRecord(
+                jslid=r[0],
+                jlgid=r[1],
+                jstid=r[2],
+                step_name=r[3],
+                status=_status(r[4]) or RunStatus.INTERNAL_ERROR,
+                result=r[5],
+                start=r[6],
+                duration=r[7],
+                output=r[8],
+            )
+            for r in self._rows("step_runs", {"jlgid": jlgid})
+        ]
+
+    def last_run_id(self, jobid: int) -> int:
+        row = self._one("last_run_id", {"jobid": jobid})
+        return int(row[0]) if row is not None else 0
+
+    def agents(self) -> list[AgentRecord]:
+        return [AgentRecord(r[0], r[1], r[2], bool(r[3])) for r in self._rows("agents")]
+
+    def job_classes(self) -> list[JobClass]:
+        return [JobClass(r[0], r[1]) for r in self._rows("job_classes")]
+
+    def existing_databases(self, names: Sequence[str]) -> set[str]:
+        return {r[0] for r in self._rows("existing_databases", {"names": list(names)})}
+
+    def collation_order(self, names: Sequence[str]) -> list[int]:
+        """0-based positions of `names` in the order the database sorts them (ties by position)."""
+        return [r[0] - 1 for r in self._rows("order_by_collation", {"names": list(names)})]
+
+    def resolve_timestamps(self, texts: Sequence[str]) -> list[datetime]:
+        """Timestamps given as text, read as the database reads them (session TimeZone)."""
+        if not texts:
+            return []
+        return [r[0] for r in self._rows("resolve_timestamps", {"texts": list(texts)})]
+
+    # --- writes ------------------------------------------------------------------------
+
+    def run_now(self, jobid: int) -> RunNowResult | None:
+        """pgAdmin's "Run now"; None when there is no such job."""
+        row = self._one("run_now", {"jobid": jobid})
+        return RunNowResult(row[0], row[1]) if row is not None else None
+
+    def set_enabled(self, jobid: int, enabled: bool) -> datetime | None:
+        """Enable or disable a job; returns its next run as the schema's trigger set it."""
+        row = self._one("set_enabled", {"jobid": jobid, "enabled": enabled})
+        return row[0] if row is not None else None
+
+    def insert_job(self, values: JobValues) -> int:
+        row = self._one("insert_job", _job_params(values))
+        assert row is not None
+        return int(row[0])
+
+    def update_job(self, jobid: int, values: JobValues) -> None:
+        self._rows("update_job", {"jobid": jobid, **_job_params(values)})
+
+    def touch_job(self, jobid: int) -> None:
+        """Mark a job changed (jobchanged = now()) when only its steps/schedules changed."""
+        self._rows("touch_job", {"jobid": jobid})
+
+    def delete_job(self, jobid: int) -> None:
+        """Delete a job; steps, schedules, exceptions and logs go with it (ON DELETE CASCADE)."""
+        self._rows("delete_job", {"jobid": jobid})
+
+    def insert_step(self, jobid: int, values: StepValues) -> int:
+        row = self._one("insert_step", {"jobid": jobid, **_step_params(values)})
+        assert row is not None
+        return int(row[0])
+
+    def update_step(self, jstid: int, values: StepValues) -> None:
+        self._rows("update_step", {"jstid": jstid, **_step_params(values)})
+
+    def delete_step(self, jstid: int) -> None:
+        self._rows("delete_step", {"jstid": jstid})
+
+    def insert_schedule(self, jobid: int, values: ScheduleValues) -> int:
+        row = self._one("insert_schedule", {"jobid": jobid, **_schedule_params(values)})
+        assert row is not None
+        return int(row[0])
+
+    def update_schedule(self, jscid: int, values: ScheduleValues) -> None:
+        self._rows("update_schedule", {"jscid": jscid, **_schedule_params(values)})
+
+    def delete_schedule(self, jscid: int) -> None:
+        self._rows("delete_schedule", {"jscid": jscid})
+
+    def insert_exception(self, jscid: int, on_date: date | None, at_time: time | None) -> None:
+        self._rows("insert_exception", {"jscid": jscid, "date": on_date, "time": at_time})
+
+    def delete_exception(self, jexid: int) -> None:
+        self._rows("delete_exception", {"jexid": jexid})
+
+
+def _job_params(values: JobValues) -> dict[str, Any]:
+    return {
+        "jclid": values.jclid,
+        "name": values.name,
+        "desc": values.desc,
+        "hostagent": values.hostagent,
+        "enabled": values.enabled,
+    }
+
+
+def _step_params(values: StepValues) -> dict[str, Any]:
+    return {
+        "name": values.name,
+        "desc": values.desc,
+        "enabled": values.enabled,
+        "kind": values.kind.value,
+        "code": values.code,
+        "connstr": values.connstr,
+        "dbname": values.dbname,
+        "onerror": values.onerror.value,
+    }
+
+
+def _schedule_params(values: ScheduleValues) -> dict[str, Any]:
+    return {
+        "name": values.name,
+        "desc": values.desc,
+        "enabled": values.enabled,
+        "start": values.start,
+        "end": values.end,
+        "minutes": list(values.minutes),
+        "hours": list(values.hours),
+        "weekdays": list(values.weekdays),
+        "monthdays": list(values.monthdays),
+        "months": list(values.months),
+    }
