@@ -319,7 +319,9 @@ class _Reader:
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
         if not self.has(key):
             if required:
-                self.problem(None, f"the field {key!r} is required")
+                self.problems.append(
+                    Problem(self.file, self.line, self.name(key), "this field is required")
+                )
             return default
         value = self.data[key].value
         if isinstance(value, bool) or not isinstance(value, str | int | float):
