@@ -65,7 +65,11 @@ def test_a_complete_file():
     dump, ship = job.steps
     assert (dump.kind, dump.database, dump.on_error) == (StepKind.SQL, "app", OnError.FAIL)
     assert dump.desc() == "@JOB_STEP_TIMEOUT=5 m;"
-    assert (ship.kind, ship.on_error, ship.code) == (StepKind.BATCH, OnError.IGNORE, "scp /tmp/t.csv backup:\n")
+    assert (ship.kind, ship.on_error, ship.code) == (
+        StepKind.BATCH,
+        OnError.IGNORE,
+        "scp /tmp/t.csv backup:\n",
+    )
     night, native = job.schedules
     assert night.start is not None and night.start.aware is None  # read in the session zone
     assert night.end is not None and night.end.aware is not None
@@ -142,7 +146,10 @@ def test_or_rule_gives_two_named_schedules():
         ),
         ("name: j\ntimeout: soon\n", "jobs.yaml:2: timeout: 'soon' is not a duration"),
         ("name: j\nretries: -1\n", "jobs.yaml:2: retries: must be a whole number >= 0"),
-        ("name: j\nalert: sometimes\n", "jobs.yaml:2: alert: must be one of failure, always, never"),
+        (
+            "name: j\nalert: sometimes\n",
+            "jobs.yaml:2: alert: must be one of failure, always, never",
+        ),
         (
             "name: j\ncomment: |\n  hi\n  @JOB_TIMEOUT=1 s;\n",
             "jobs.yaml:2: comment: write the annotation as the field 'timeout'",
@@ -203,7 +210,9 @@ def test_load_checks_names_and_exceptions_across_files(tmp_path):
     with pytest.raises(spec.SpecError) as info:
         spec.load([str(tmp_path)])
     text = "\n".join(str(p) for p in info.value.problems)
-    assert f"{tmp_path / 'b.yml'}:1: name: job 'j' is also defined at {tmp_path / 'a.yaml'}:1" in text
+    assert (
+        f"{tmp_path / 'b.yml'}:1: name: job 'j' is also defined at {tmp_path / 'a.yaml'}:1" in text
+    )
     assert "unique index on pga_exception" in text
 
 
