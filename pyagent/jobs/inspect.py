@@ -321,11 +321,16 @@ def history(
     return [_run_data(r, zone) for r in runs], _runs_table(runs, zone)
 
 
+def step_status(status: RunStatus) -> str:
+    """A step log's status in words: for a step, 'i' is a failure that was ignored."""
+    return "ignored" if status is RunStatus.INTERNAL_ERROR else status.label
+
+
 def step_run_data(step: StepRunRecord, zone: Zone) -> dict[str, Any]:
     return {
         "step_id": step.jstid,
         "step": step.step_name,
-        "status": step.status.label,
+        "status": step_status(step.status),
         "result": step.result,
         "start": zone.iso(step.start),
         "duration_s": seconds(step.duration),
@@ -335,7 +340,7 @@ def step_run_data(step: StepRunRecord, zone: Zone) -> dict[str, Any]:
 
 def step_run_text(step: StepRunRecord) -> str:
     result = "" if step.result is None else f", result {step.result}"
-    line = f"step {step.step_name!r}: {step.status.label}{result}, {duration(step.duration)}"
+    line = f"step {step.step_name!r}: {step_status(step.status)}{result}, {duration(step.duration)}"
     output = (step.output or "").rstrip("\n")
     return line + ("\n" + indent(output, "    | ") if output else "")
 
