@@ -219,3 +219,15 @@ def test_load_checks_names_and_exceptions_across_files(tmp_path):
 def test_missing_path():
     with pytest.raises(spec.SpecError, match="no such file"):
         spec.load(["/nonexistent/jobs"])
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/jobs.md"])
+def test_the_documented_example_files_are_valid(doc):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / doc).read_text(encoding="utf-8")
+    examples = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    assert examples
+    for example in examples:
+        assert spec.parse_text(example, doc)
