@@ -63,8 +63,10 @@ def _print(as_json: bool, data: Any, text: str) -> None:
     "jobs",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES_HELP,
+    invoke_without_command=True,
 )
-def jobs_group() -> None:
+@click.pass_context
+def jobs_group(ctx: click.Context) -> None:
     """Inspect, run and manage pgAgent jobs; keep them as YAML files.
 
     \b
@@ -84,9 +86,11 @@ def jobs_group() -> None:
     JOB is a job id or its exact name. Times are shown in the database session's
     TimeZone, the zone pgAgent reads schedules in.
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
-@jobs_group.command("list")
+@jobs_group.command("list", short_help="List jobs with schedules, next run, last run, agent.")
 @db_option
 @json_option
 @click.option("--failed", is_flag=True, help="Only jobs whose last run failed or was aborted.")
@@ -108,7 +112,7 @@ def list_command(
     _print(as_json, data, text)
 
 
-@jobs_group.command("show")
+@jobs_group.command("show", short_help="Show a job: steps, schedules, next runs, recent runs.")
 @click.argument("job")
 @db_option
 @json_option
@@ -140,7 +144,7 @@ def show_command(conninfo: str | None, as_json: bool, job: str, count: int, runs
     _print(as_json, data, text)
 
 
-@jobs_group.command("run")
+@jobs_group.command("run", short_help='Run a job now ("Run now"); --wait for its result.')
 @click.argument("job")
 @db_option
 @json_option
@@ -190,7 +194,7 @@ def run_command(
     sys.exit(outcome.exit_code)
 
 
-@jobs_group.command("history")
+@jobs_group.command("history", short_help="Recent runs, newest first.")
 @click.argument("job", required=False)
 @db_option
 @json_option
@@ -209,7 +213,7 @@ def history_command(
     _print(as_json, data, text)
 
 
-@jobs_group.command("logs")
+@jobs_group.command("logs", short_help="Step results and output of one run.")
 @click.argument("run_or_job", metavar="RUN | JOB --last")
 @db_option
 @json_option
@@ -242,15 +246,19 @@ def _enable_command(enabled: bool) -> Callable[..., None]:
     return command
 
 
-jobs_group.command("enable", help="Enable jobs (the schema then computes their next run).")(
-    _enable_command(True)
-)
 jobs_group.command(
-    "disable", help="Disable jobs (they keep their schedules; no run starts until enabled)."
+    "enable",
+    help="Enable jobs (the schema then computes their next run).",
+    short_help="Enable jobs.",
+)(_enable_command(True))
+jobs_group.command(
+    "disable",
+    help="Disable jobs (they keep their schedules; no run starts until enabled).",
+    short_help="Disable jobs.",
 )(_enable_command(False))
 
 
-@jobs_group.command("export")
+@jobs_group.command("export", short_help="Write jobs as YAML job files.")
 @click.argument("jobs", nargs=-1, metavar="[JOB]...")
 @db_option
 @click.option(
@@ -275,7 +283,7 @@ def export_command(conninfo: str | None, jobs: tuple[str, ...], directory: Path 
         click.echo(f"wrote {path}")
 
 
-def _load_specs(paths: tuple[str, ...]) -> list[Any]:
+def _load_specs(paths: tuple[str, ...], *, changing: bool = True) -> list[Any]:
     from pyagent.jobs import spec
 
     try:
@@ -284,24 +292,23 @@ def _load_specs(paths: tuple[str, ...]) -> list[Any]:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
         count = len(exc.problems)
-        raise JobsError(
-            f"{count} problem{'s' if count != 1 else ''} found; nothing was changed"
-        ) from None
+        tail = "; nothing was changed" if changing else ""
+        raise JobsError(f"{count} problem{'s' if count != 1 else ''} found{tail}") from None
 
 
-@jobs_group.command("validate")
+@jobs_group.command("validate", short_help="Check job files without a database.")
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
 @handle_errors
 def validate_command(paths: tuple[str, ...]) -> None:
     """Check job files without a database: YAML, fields, types, cron expressions, step
     order. (Job classes and databases are checked by apply.)"""
-    specs = _load_specs(paths)
+    specs = _load_specs(paths, changing=False)
     steps = sum(len(s.steps) for s in specs)
     schedules = sum(len(s.schedules) for s in specs)
     click.echo(f"ok: {len(specs)} jobs, {steps} steps, {schedules} pgAgent schedules")
 
 
-@jobs_group.command("apply")
+@jobs_group.command("apply", short_help="Make the database match job files (one transaction).")
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
 @db_option
 @json_option

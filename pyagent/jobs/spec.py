@@ -147,8 +147,8 @@ def _convert(node: yaml.Node) -> Loc:
             key = str(key_node.value)
             if key in mapping:
                 raise _YamlProblem(key_line, f"field {key!r} is given twice")
-            value = _convert(value_node)
-            mapping[key] = value
+            # A field's problems point at the line of its name.
+            mapping[key] = Loc(_convert(value_node).value, key_line)
         return Loc(mapping, line)
     raise _YamlProblem(line, "unsupported YAML node")
 

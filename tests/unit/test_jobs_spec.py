@@ -176,7 +176,7 @@ def test_step_order_must_be_name_order():
         """
     )
     assert len(found) == 1
-    assert "jobs.yaml:4: steps: pgAgent runs a job's steps in name order" in found[0]
+    assert "jobs.yaml:3: steps: pgAgent runs a job's steps in name order" in found[0]
     assert "'clean', 'extract', 'load'" in found[0]
 
 
