@@ -54,11 +54,11 @@ class AgentProcess:
         # Where the test looks at pga_jobagent (the agent's own dsn may need a password).
         self.check_dsn = check_dsn or dsn
         self.workdir = Path(tempfile.mkdtemp(prefix="agent-"))
-        os.chmod(self.workdir, 0o755)  # noqa: S103 - batch steps may run as another user
+        os.chmod(self.workdir, 0o755)  # batch steps may run as another user
         self.log_path = self.workdir / "agent.log"
         step_tmp = self.workdir / "tmp"
         step_tmp.mkdir(mode=0o1777)
-        os.chmod(step_tmp, 0o1777)  # noqa: S103 - like /tmp
+        os.chmod(step_tmp, 0o1777)  # like /tmp
         base = list(command) if command else [sys.executable, "-m", "pyagent"]
         self.argv = [*base, "-f", "-l", "2", *args, dsn]
         full_env = dict(os.environ)

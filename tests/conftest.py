@@ -35,7 +35,7 @@ _SESSION_TMP_KEY = pytest.StashKey[Path]()
 
 def pytest_configure(config: pytest.Config) -> None:
     root = Path(tempfile.mkdtemp(prefix="pyagent-tests-"))
-    os.chmod(root, 0o755)  # noqa: S103 - the cluster runs as the postgres OS user under root
+    os.chmod(root, 0o755)  # the cluster runs as the postgres OS user under root
     config.stash[_SESSION_TMP_KEY] = root
     os.environ["TMPDIR"] = str(root)
     tempfile.tempdir = str(root)
