@@ -172,7 +172,7 @@ def _connection_failure(cause: str, low: str) -> Diagnosis:
         return Diagnosis(
             cause, f"GRANT CONNECT ON DATABASE {name or '<database>'} TO <the agent's role>;"
         )
-    if "too many connections" in low or "remaining connection slots" in low:
+    if "too many c" in low or "remaining connection slots" in low:
         return Diagnosis(
             cause,
             "the server is at max_connections: raise it, or lower --max-connections-per-target"

@@ -55,6 +55,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         text = f"tests left files in the temp directory {root}: {', '.join(left)}"
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(f"ERROR: {text}", red=True)
         if session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

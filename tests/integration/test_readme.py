@@ -159,3 +159,29 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert commands == [command], commands
     readme_intro = README.read_text(encoding="utf-8")
     assert f"the test command `{command}`" in readme_intro
+
+
+def test_demo_explains_script_error_on_a_successful_step():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyagent", "demo", "--seconds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    (step,) = [i for i, line in enumerate(lines) if "step '2 say hello'" in line]
+    assert "status=s result=0" in lines[step] and "Script Error:" in lines[step]
+    assert "pgAgent's format for stderr" in lines[step + 1] and "not a failure" in lines[step + 1]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_distribution_name_is_free_and_the_command_is_pyagent():
+    """`pyagent` on PyPI is someone else's project: the distribution has its own name."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == "pyagent-scheduler"
+    assert project["scripts"] == {"pyagent": "pyagent.cli:main"}
