@@ -8,7 +8,7 @@ import pytest
 from psycopg_pool import PoolTimeout
 
 from pyagent import diagnose
-from pyagent.jobreport import telling_line
+from pyagent.agent.runreport import telling_line
 from pyagent.privileges import MissingPrivilege, grant_statements, quote_role
 
 REFUSED = (
@@ -121,3 +121,13 @@ def test_privilege_line_names_the_first_three_and_gives_every_grant():
 )
 def test_telling_line_of_a_failed_step(output, line):
     assert telling_line(output) == line
+
+
+def test_the_agents_privilege_list_matches_the_schema_checks():
+    from pyagent import privileges, schema
+
+    assert (
+        tuple(schema._function_signature(spec) for spec in schema.AGENT_FUNCTIONS)
+        == privileges.AGENT_FUNCTIONS
+    )
+    assert schema.AGENT_TABLE_PRIVILEGES is privileges.AGENT_TABLE_PRIVILEGES
