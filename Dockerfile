@@ -49,8 +49,9 @@ RUN groupadd --system --gid 10001 pyagent \
 
 COPY --from=build /opt/pyagent /opt/pyagent
 
-# PYAGENT_FOREGROUND=1: a container's main process must not detach (click reads 1 as
-#   true; same as -f).
+# PYAGENT_FOREGROUND=1: a container's main process must not detach. `pyagent run` never
+#   does; this also keeps the pgagent form (`pyagent [options] <connect-string>`, e.g.
+#   with --entrypoint pyagent) in the foreground (click reads 1 as true; same as -f).
 # PYAGENT_HTTP: the health endpoint (/livez, /readyz) used by HEALTHCHECK and by
 #   Kubernetes probes; all interfaces, so probes from outside the container reach it.
 # PYAGENT_GRACE_PERIOD=7: `docker stop` sends SIGTERM and kills after 10 s by default, so

@@ -19,6 +19,22 @@ from pyagent.settings import DEFAULTS
 COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
 # Set by the re-exec that hides a password from the process's argument list.
 _HIDDEN_CONNINFO_ENV = "PYAGENT__HIDDEN_CONNINFO"
+# click's ctx.obj key: the command line used pgagent's form (no command name).
+_PGAGENT_FORM = "pgagent_form"
+
+# pgagent's usage text, with pyagent's real defaults; printed for the pgagent form
+# without a connect string.
+PGAGENT_USAGE = """\
+Usage:
+pyagent [options] <connect-string>
+options:
+-v (display version info and then exit)
+-f run in the foreground (do not detach from the terminal)
+-t <poll time interval in seconds (default 5)>
+-r <retry period after connection abort in seconds (>=10, default 30)>
+-s <log file (messages are logged to STDOUT if not specified)>
+-l <logging verbosity (ERROR=0, WARNING=1, DEBUG=2, default 0)>
+All options: pyagent run --help; commands: pyagent --help"""
 
 
 def _join_conninfo(parts: Sequence[str]) -> str:
@@ -48,7 +64,19 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 def main_group() -> None:
     """pyagent: a drop-in replacement for the pgAgent job scheduler.
 
-    pgagent's syntax works unchanged: pyagent [options] <connect-string>
+    \b
+    Run the agent with pgagent's syntax:  pyagent [options] <connect-string>
+      -f         stay in the foreground (without -f the agent detaches, like pgagent)
+      -t N       poll interval in seconds (default 5)
+      -r N       longest wait between reconnection attempts, seconds (>= 10, default 30)
+      -s FILE    log file (default: stdout)
+      -l 0|1|2   log level: 0 = ERROR, 1 = WARNING, 2 = DEBUG (default 0)
+    All agent options (--max-jobs, --http, --log-format, ...): pyagent run --help
+
+    \b
+    pyagent run [options] [<connect-string>] is the same agent for containers and
+    systemd: it always stays in the foreground, and without a connect string it reads
+    the connection from the environment (PYAGENT_CONNINFO, PGAGENT_*, PG*).
     """
 
 
@@ -58,7 +86,8 @@ def main_group() -> None:
     "--foreground",
     is_flag=True,
     envvar="PYAGENT_FOREGROUND",
-    help="Run in the foreground (do not detach from the terminal).",
+    help="Run in the foreground (do not detach from the terminal). Only the pgagent form "
+    "(pyagent [options] <connect-string>) detaches without it; pyagent run never detaches.",
 )
 @click.option(
     "-t",
@@ -195,11 +224,26 @@ def main_group() -> None:
     help="Serve /livez, /readyz and /metrics on HOST:PORT (off by default).",
 )
 @click.argument("connect_string", nargs=-1)
-def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
-    """Run the agent: pyagent run [options] <connect-string>."""
+@click.pass_context
+def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **options: Any) -> None:
+    """Run the agent in the foreground: pyagent run [options] [<connect-string>].
+
+    Without a connect string the connection comes from the environment (PYAGENT_CONNINFO,
+    PGAGENT_*/POSTGRES_*, then libpq's PG* variables and ~/.pgpass)."""
     from pyagent import envconfig
     from pyagent.settings import Settings
 
+    pgagent_form = bool((ctx.obj or {}).get(_PGAGENT_FORM))
+    if pgagent_form and not connect_string and _HIDDEN_CONNINFO_ENV not in os.environ:
+        # Like pgagent: the connect string is required; only `pyagent run` reads the
+        # environment (a forgotten argument must not start a daemon on PG* defaults).
+        click.echo(
+            "pyagent: error: a connect string is required"
+            " (`pyagent run` reads it from PYAGENT_CONNINFO or the PG* variables instead)",
+            err=True,
+        )
+        click.echo(PGAGENT_USAGE, err=True)
+        sys.exit(2)
     try:
         enabled = envconfig.enabled_from_env()
     except ValueError as exc:
@@ -246,7 +290,9 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
         step_timeout=options["step_timeout"] or None,
         **({"station": station} if station else {}),
     )
-    _start(settings, foreground=options["foreground"])
+    # Only the pgagent form detaches (without -f), as pgagent does; `pyagent run` is the
+    # entrypoint of containers and systemd units and always stays in the foreground.
+    _start(settings, foreground=options["foreground"] or not pgagent_form)
 
 
 _CONFIG_SECRETS = tuple(
@@ -381,25 +427,33 @@ def schema_install(dsn: str, with_notify: bool) -> None:
     except schema.SchemaExists as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:
-        raise click.ClickException(f"install failed, nothing was changed: {_clean(exc)}") from exc
+        raise click.ClickException(f"install failed, nothing was changed: {_explain(exc)}") from exc
     click.echo(
         "pgagent schema version 4 installed" + (" with pyagent's extras" if with_notify else "")
     )
 
 
+# `pyagent schema check` exit statuses (docs/schema.md).
+CHECK_OK = 0
+CHECK_PROBLEMS = 1
+CHECK_CANNOT_CONNECT = 3  # 2 is click's status for bad arguments
+
+
 @schema_group.command("check")
 @click.argument("dsn")
 def schema_check(dsn: str) -> None:
-    """Report whether the pgagent schema in DSN is usable by the agent (exit 0/1)."""
+    """Report whether the pgagent schema in DSN is usable by the agent, with the GRANT
+    statements for missing privileges. Exit 0: usable; 1: problems found; 2: bad
+    arguments; 3: could not connect or run the check."""
     from pyagent import schema
 
     try:
         report = schema.check(dsn)
     except Exception as exc:
-        click.echo(f"cannot check: {_clean(exc)}", err=True)
-        sys.exit(1)
+        click.echo(f"cannot check: {_explain(exc)}", err=True)
+        sys.exit(CHECK_CANNOT_CONNECT)
     click.echo(report.render())
-    sys.exit(0 if report.ok else 1)
+    sys.exit(CHECK_OK if report.ok else CHECK_PROBLEMS)
 
 
 @schema_group.command("sql")
@@ -431,7 +485,14 @@ def schema_add_notify(dsn: str) -> None:
     click.echo("pyagent extras added" if added else "pyagent extras already present (refreshed)")
 
 
-schema_group.add_command(schema_add_notify, "add-notify")  # the earlier name
+@schema_group.command("add-notify", hidden=True)
+@click.argument("dsn")
+@click.pass_context
+def schema_add_notify_old_name(ctx: click.Context, dsn: str) -> None:
+    """The earlier name of add-extras (hidden; kept so existing scripts work)."""
+    ctx.invoke(schema_add_notify, dsn=dsn)
+
+
 main_group.add_command(jobs_group)
 
 
@@ -439,13 +500,49 @@ def _clean(exc: BaseException) -> str:
     return ci.mask_text(str(exc).strip().replace("\n", " "))
 
 
+def _explain(exc: BaseException) -> str:
+    """A database error as one line with its cause and fix (pyagent.diagnose)."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.Error):
+        return _clean(exc)
+    from pyagent import diagnose
+
+    return diagnose.describe(exc).text()
+
+
+def _unknown_command_message(word: str) -> str | None:
+    """For a first argument that is neither a command nor a possible connect string (a
+    bare word, such as a mistyped command), the error to print; else None."""
+    import difflib
+
+    if word.startswith("-") or "=" in word or "://" in word or not word.strip():
+        return None
+    try:
+        ci.parse(word)
+        return None
+    except ci.ConninfoError:
+        pass
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    if close:
+        return f"Unknown command '{word}'. Did you mean '{close[0]}'?"
+    return (
+        f"Unknown command '{word}', and not a connect string (key=value ... or "
+        f"postgresql://...). Commands: {', '.join(COMMANDS)}; see pyagent --help"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point; pgagent-style invocations are routed to `run`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-v", "--version"):
+    obj: dict[str, bool] = {}
+    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-v", "--version")):
+        unknown = _unknown_command_message(args[0]) if args else None
+        if unknown is not None:
+            click.echo(f"pyagent: error: {unknown}", err=True)
+            sys.exit(2)
         args = ["run", *args]
-    elif not args:
-        args = ["run"]
+        obj[_PGAGENT_FORM] = True
     from pyagent import envconfig
 
     try:
@@ -455,7 +552,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     try:
         main_group.main(
-            args=args, prog_name="pyagent", standalone_mode=False, default_map={"run": defaults}
+            args=args,
+            prog_name="pyagent",
+            standalone_mode=False,
+            default_map={"run": defaults},
+            obj=obj,
         )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

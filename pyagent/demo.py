@@ -20,6 +20,13 @@ DEMO_STEPS = [
     ("3 notice", "s", "DO $$ BEGIN RAISE NOTICE 'notices are kept'; END $$"),
 ]
 
+# The batch step writes to stderr on purpose; pgAgent stores stderr after this marker.
+SCRIPT_ERROR_NOTE = (
+    "note: 'Script Error:' is followed by what the batch step wrote to stderr; that is "
+    "pgAgent's format for stderr (pgAdmin shows it too) and not a failure: the step's "
+    "status is s and its exit code (result) 0"
+)
+
 
 def _create_demo_job(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
@@ -67,6 +74,8 @@ async def _drive(settings: Settings, dsn: str, job_id: int, seconds: float) -> N
         print("\n>>> pga_joblog / pga_jobsteplog, as pgAdmin's Statistics tab shows them:")
         for jlgid, jst, name, st, res, out in await cur.fetchall():
             print(f"run {jlgid} job={jst} step {name!r}: status={st} result={res} output={out!r}")
+            if out and "Script Error:" in out:
+                print(f"    {SCRIPT_ERROR_NOTE}")
         row = await (
             await conn.execute("SELECT jobnextrun FROM pgagent.pga_job WHERE jobid = %s", (job_id,))
         ).fetchone()

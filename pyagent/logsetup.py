@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging as stdlib_logging
+import re
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
@@ -21,6 +22,9 @@ from pyagent.conninfo import mask_text
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _TEXT_LABEL = {"debug": "DEBUG", "info": "WARNING", "warning": "WARNING", "error": "ERROR"}
+
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 def _threshold(pgagent_level: int) -> int:
@@ -106,7 +110,10 @@ def _render_text(_logger: Any, _name: str, event_dict: MutableMapping[str, Any])
     stamp = f"{now:%a %b} {now.day} {now:%H:%M:%S %Y}"
     level = event_dict.get("level", "info")
     label = "WARNING" if level == "startup" else _TEXT_LABEL.get(level, "WARNING")
-    return f"{stamp} {label}: {event_dict.get('event', '')}"
+    # One event, one physical line (issue 12): libpq's hints and multi-line server
+    # messages are folded; the JSON form keeps the original text.
+    event = _LINE_BREAKS.sub(" ", str(event_dict.get("event", ""))).strip()
+    return f"{stamp} {label}: {event}"
 
 
 def _render_json(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
@@ -135,16 +142,18 @@ def configure(
 
 class _LibraryLogHandler(stdlib_logging.Handler):
     """Sends psycopg's and psycopg_pool's own log records through pyagent's logging, as
-    one line each, so they honour -s, -l and --log-format."""
+    one line each, so they honour -s, -l and --log-format. They are shown at DEBUG only
+    (issue 12): each describes an event the agent reports itself in one line (a failed
+    connection, an outage), so at -l 1 they were duplicates."""
 
     def emit(self, record: stdlib_logging.LogRecord) -> None:
         try:
             text = " ".join(record.getMessage().split())
-            log = get_logger()
-            if record.levelno >= stdlib_logging.WARNING:
-                log.warning(f"{record.name}: {text}", library=record.name)
-            else:
-                log.debug(f"{record.name}: {text}", library=record.name)
+            get_logger().debug(
+                f"{record.name}: {text}",
+                library=record.name,
+                library_level=record.levelname.lower(),
+            )
         except Exception:
             self.handleError(record)
 

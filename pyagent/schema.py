@@ -14,7 +14,8 @@ from typing import Any, Final, LiteralString
 import psycopg
 from psycopg.rows import tuple_row
 
-from pyagent import resources
+from pyagent import privileges, resources
+from pyagent.privileges import MissingPrivilege, grant_statements
 
 SCHEMA_NAME: Final = "pgagent"
 REQUIRED_SCHEMA_VERSION: Final = 4
@@ -130,10 +131,16 @@ class CheckReport:
     database: str = ""
     role: str = ""
     notes: tuple[str, ...] = field(default=())
+    # The privileges behind the privilege_missing problems, for grant_statements().
+    missing_privileges: tuple[MissingPrivilege, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def grant_statements(self) -> list[str]:
+        """GRANT statements that give the checked role every privilege it lacks."""
+        return grant_statements(self.missing_privileges, self.role)
 
     def render(self) -> str:
         where = f" in database {self.database}" if self.database else ""
@@ -152,6 +159,10 @@ class CheckReport:
             count = len(self.problems)
             lines.append(f"{count} problem{'s' if count != 1 else ''}:")
             lines.extend(f"  - {p.message} [{p.code}]" for p in self.problems)
+            grants = self.grant_statements()
+            if grants:
+                lines.append("To fix the privileges, run as the schema's owner (or a superuser):")
+                lines.extend(f"  {g}" for g in grants)
         if self.notes:
             lines.append("Not verified:")
             lines.extend(f"  - {note}" for note in self.notes)
@@ -261,7 +272,7 @@ _TABLES: Final[dict[str, tuple[_Column, ...]]] = {
 }
 
 # The agent calls nextval() on these by name.
-_AGENT_SEQUENCES: Final = ("pga_joblog_jlgid_seq", "pga_jobsteplog_jslid_seq")
+_AGENT_SEQUENCES: Final = privileges.AGENT_SEQUENCES
 
 
 @dataclass(frozen=True)
@@ -308,20 +319,19 @@ JOB_CLASSES: Final = (
     (5, "Miscellaneous"),
 )
 
-# What the agent's role needs. EXECUTE on functions is granted to PUBLIC by default.
-AGENT_TABLE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
-    "pga_jobagent": ("SELECT", "INSERT", "UPDATE", "DELETE"),
-    "pga_job": ("SELECT", "UPDATE"),
-    "pga_jobstep": ("SELECT",),
-    "pga_schedule": ("SELECT",),
-    "pga_exception": ("SELECT",),
-    "pga_joblog": ("SELECT", "INSERT", "UPDATE"),
-    "pga_jobsteplog": ("SELECT", "INSERT", "UPDATE"),
-}
-# pgagent_schema_version: called at start-up; pga_next_schedule: called by pga_job_trigger
-# when the agent updates pga_job; pga_is_leap_year: called by the extension's
-# pga_next_schedule. Triggers run with the privileges of the role that fires them.
+# What the agent's role needs: pyagent.privileges (shared with the agent's own check).
+AGENT_TABLE_PRIVILEGES: Final = privileges.AGENT_TABLE_PRIVILEGES
 AGENT_FUNCTIONS: Final = (_VERSION, _NEXT_SCHEDULE, _LEAP_YEAR)
+
+
+def _function_signature(spec: _Function) -> str:
+    return f"{spec.name}({', '.join(spec.args)})"
+
+
+def required_agent_privileges() -> tuple[MissingPrivilege, ...]:
+    """Every privilege the agent's role needs (see pyagent.privileges)."""
+    return privileges.required_agent_privileges()
+
 
 _EVENT_BITS: Final = ((4, "INSERT"), (16, "UPDATE"), (8, "DELETE"), (32, "TRUNCATE"))
 
@@ -349,6 +359,7 @@ class _Checker:
         self.conn = conn
         self.problems: list[Problem] = []
         self.notes: list[str] = []
+        self.missing: list[MissingPrivilege] = []
         self.role = ""
         self.database = ""
         self.schema_oid: int | None = None
@@ -411,6 +422,7 @@ class _Checker:
             database=self.database,
             role=self.role,
             notes=tuple(self.notes),
+            missing_privileges=tuple(self.missing),
         )
 
     def _flavour(self) -> str:
@@ -672,16 +684,18 @@ class _Checker:
         lacks = f"role {self.role} lacks"
         if not self.schema_usage:
             self._add("privilege_missing", f"{lacks} USAGE on schema {SCHEMA_NAME}")
-        for table, privileges in AGENT_TABLE_PRIVILEGES.items():
+            self.missing.append(MissingPrivilege("USAGE", "SCHEMA", SCHEMA_NAME))
+        for table, needed in AGENT_TABLE_PRIVILEGES.items():
             oid = self._table_oid(table)
             if oid is None:
                 continue
-            for privilege in privileges:
+            for privilege in needed:
                 row = self._one("SELECT pg_catalog.has_table_privilege(%s, %s)", (oid, privilege))
                 if not (row and row[0]):
                     self._add(
                         "privilege_missing", f"{lacks} {privilege} on {self._qualified(table)}"
                     )
+                    self.missing.append(MissingPrivilege(privilege, "TABLE", table))
         for name in _AGENT_SEQUENCES:
             found = self.relations.get(name)
             if found is None or found[1] != "S":
@@ -696,6 +710,7 @@ class _Checker:
                     "privilege_missing",
                     f"{lacks} USAGE (or UPDATE) on sequence {self._qualified(name)}",
                 )
+                self.missing.append(MissingPrivilege("USAGE", "SEQUENCE", name))
         for spec in AGENT_FUNCTIONS:
             for oid, args, _, _ in self.functions.get(spec.name, []):
                 if args != spec.args:
@@ -705,6 +720,9 @@ class _Checker:
                     self._add(
                         "privilege_missing",
                         f"{lacks} EXECUTE on function {self._qualified(spec.display)}",
+                    )
+                    self.missing.append(
+                        MissingPrivilege("EXECUTE", "FUNCTION", _function_signature(spec))
                     )
 
 

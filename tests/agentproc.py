@@ -4,6 +4,7 @@ in the database, stop with real signals."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,14 @@ def wait_until(
 
 
 class AgentProcess:
-    """One agent subprocess writing its log to a file."""
+    """One agent subprocess writing its log to a file.
+
+    Each agent gets a private directory holding its log and its TMPDIR (where batch steps
+    make their temporary directories, so those of a killed agent are not left in the
+    system's temp directory). `cleanup_all()` (run after every test by conftest) kills
+    what is still running and removes the directories."""
+
+    _instances: list[AgentProcess] = []
 
     def __init__(
         self,
@@ -45,13 +53,18 @@ class AgentProcess:
         self.dsn = dsn
         # Where the test looks at pga_jobagent (the agent's own dsn may need a password).
         self.check_dsn = check_dsn or dsn
-        fd, path = tempfile.mkstemp(prefix="agent-", suffix=".log")
-        os.close(fd)
-        self.log_path = Path(path)
+        self.workdir = Path(tempfile.mkdtemp(prefix="agent-"))
+        os.chmod(self.workdir, 0o755)  # batch steps may run as another user
+        self.log_path = self.workdir / "agent.log"
+        step_tmp = self.workdir / "tmp"
+        step_tmp.mkdir(mode=0o1777)
+        os.chmod(step_tmp, 0o1777)  # like /tmp
         base = list(command) if command else [sys.executable, "-m", "pyagent"]
         self.argv = [*base, "-f", "-l", "2", *args, dsn]
         full_env = dict(os.environ)
+        full_env["TMPDIR"] = str(step_tmp)
         full_env.update(env or {})
+        AgentProcess._instances.append(self)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd
@@ -100,6 +113,14 @@ class AgentProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+    @classmethod
+    def cleanup_all(cls) -> None:
+        """Kill the agents still running and remove every agent's directory."""
+        while cls._instances:
+            agent = cls._instances.pop()
+            agent.kill()
+            shutil.rmtree(agent.workdir, ignore_errors=True)
 
 
 def make_job(

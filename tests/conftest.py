@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +17,57 @@ import pytest
 
 from pyagent import schema
 from pyagent.devcluster import Cluster, find_bindir
+from tests.agentproc import AgentProcess
 
 OUR_TEMPLATE = "tpl_pyagent"
 EXT_TEMPLATE = "tpl_extension"
 
 _counter = itertools.count(1)
+
+# ---- the system temp directory stays clean ------------------------------------------------
+# The session runs with a private TMPDIR (inherited by every agent, cluster and batch step
+# it starts). At the end, anything left in it other than pytest's own tmp_path directories
+# is a leak: it is reported and fails the run; then the directory is removed, so the suite
+# leaves nothing in the system temp directory. PYAGENT_KEEP_TMP=1 keeps it for debugging.
+
+_SESSION_TMP_KEY = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(tempfile.mkdtemp(prefix="pyagent-tests-"))
+    os.chmod(root, 0o755)  # the cluster runs as the postgres OS user under root
+    config.stash[_SESSION_TMP_KEY] = root
+    os.environ["TMPDIR"] = str(root)
+    tempfile.tempdir = str(root)
+
+
+def leftovers(root: Path) -> list[str]:
+    """What the tests left in the session's temp directory (pytest's own dirs excepted)."""
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("pytest-of-"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    root = session.config.stash.get(_SESSION_TMP_KEY, None)
+    if root is None or not root.exists():
+        return
+    left = leftovers(root)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = f"tests left files in the temp directory {root}: {', '.join(left)}"
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"ERROR: {text}", red=True)
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if os.environ.get("PYAGENT_KEEP_TMP") != "1":
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_left_behind() -> Iterator[None]:
+    """Every agent a test started is stopped and its files removed after the test."""
+    yield
+    AgentProcess.cleanup_all()
 
 
 def extension_available() -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyagent import conninfo as ci
+from pyagent.agent.runreport import report_run_end
 from pyagent.annotations import format_seconds, job_options, step_options
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
@@ -142,6 +143,8 @@ class JobRun:
             self.status = RunStatus.ABORTED
             await asyncio.shield(self._finish())
             self._count_finished(started)
+            # issue 12: one WARNING line per failed or aborted run.
+            await asyncio.shield(report_run_end(self.ctx.store, job_id, self.jlgid, self.status))
             raise
         except Exception as exc:
             # One job must never take the agent down: record it as an internal error.
@@ -156,6 +159,8 @@ class JobRun:
             status=self.status.value,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
+        # issue 12: one WARNING line per failed or aborted run.
+        await report_run_end(self.ctx.store, job_id, self.jlgid, self.status)
         return self.status
 
     def _count_finished(self, started: float) -> None:

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pyagent import diagnose
 from pyagent.agent import polling
 from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
 from pyagent.agent.listener import Listener
@@ -30,14 +31,11 @@ from pyagent.store.agent_store import AgentStore
 from pyagent.store.connections import RECONNECT_ERRORS
 from pyagent.store.records import Claim, SchemaProblem
 
-# pgAgent's own messages for an unusable schema.
+# pgAgent's own messages for an unusable schema, with the fix added (issue 12).
 SCHEMA_MESSAGES = {
-    SchemaProblem.NO_JOB_TABLE: "Could not find the table 'pgagent.pga_job'. "
-    "Have you run pgagent.sql on this database?",
-    SchemaProblem.NO_VERSION_FUNCTION: "Couldn't find the function 'pgagent_schema_version' - "
-    'please run ALTER EXTENSION "pgagent" UPDATE;.',
-    SchemaProblem.WRONG_VERSION: "Unsupported schema version: {version}. Version 4 is required "
-    '- please run ALTER EXTENSION "pgagent" UPDATE;.',
+    SchemaProblem.NO_JOB_TABLE: diagnose.MISSING_SCHEMA,
+    SchemaProblem.NO_VERSION_FUNCTION: diagnose.MISSING_VERSION_FUNCTION,
+    SchemaProblem.WRONG_VERSION: diagnose.UNSUPPORTED_VERSION,
 }
 
 
@@ -105,32 +103,32 @@ class Agent:
         while not self.wakeups.stop.is_set():
             attempt += 1
             self.reporter.heartbeat()
+            delay = backoff.next_delay()  # known before a failure, so its line can say it
             try:
+                had_identity = self.state.pid is not None
                 if await self._connect_and_register():
+                    if attempt > 1 and not had_identity:  # issue 12: say we got through
+                        diagnose.log_connected_again(self.log, attempt - 1, self.state.pid or 0)
                     attempt = 0
                     backoff.reset()
                     await self._poll_loop()
                 return  # stopping: keep the service connection for the shutdown
             except SchemaUnusable:
                 pass  # already logged; wait and check again (the schema may appear)
-            except RECONNECT_ERRORS as exc:
-                self._log_connection_failure(exc, attempt)
+            except diagnose.DIAGNOSED_ERRORS as exc:
+                # issue 12: any database error (refused login, missing privilege, broken
+                # schema, lost server) is one line with its cause and fix, then a retry.
+                diagnose.log_agent_failure(
+                    self.log,
+                    exc,
+                    attempt=attempt,
+                    retry_in=delay,
+                    was_registered=self.state.registered,
+                )
             await self._disconnect()
             if self.wakeups.stop.is_set():
                 break
-            await self.wakeups.sleep(backoff.next_delay())
-
-    def _log_connection_failure(self, exc: BaseException, attempt: int) -> None:
-        reason = str(exc).strip()
-        if self.state.connected:
-            self.log.warning(
-                "Lost the connection to the database; reconnecting", always=True, error=reason
-            )
-            return
-        self.log.warning(f"Failed to create primary connection: {reason}")
-        self.log.warning(
-            f"Couldn't create the primary connection [Attempt #{attempt}]", always=True
-        )
+            await self.wakeups.sleep(delay)
 
     async def _connect_and_register(self) -> bool:
         """Connect, check the schema, wait out a standby, register and sweep dead agents.
@@ -140,6 +138,11 @@ class Agent:
         if not await self.store.connect(self.wakeups.stop):
             return False
         self.state.connected = True
+        # issue 12: a role lacking privileges gets one line with the GRANTs (and a retry)
+        # before anything fails on them (schema_version needs USAGE on the schema).
+        role, missing = await self.store.missing_privileges()
+        if missing:
+            raise diagnose.MissingPrivileges(missing, role)
         await self._check_schema()
         await self._wait_while_standby()
         if self.wakeups.stop.is_set():

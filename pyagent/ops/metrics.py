@@ -5,7 +5,7 @@ Events (job and step runs, polls, reconnects) are counted as they happen; point-
 never stale. `render()` calls that callback: call it on the thread that owns the agent's state
 (the event loop), which is what `pyagent.ops.health.HealthServer` does.
 
-Needs the optional `prometheus_client` dependency (`pip install pyagent[metrics]`).
+Needs the optional `prometheus_client` dependency (`pip install pyagent-scheduler[metrics]`).
 """
 
 from __future__ import annotations

@@ -40,6 +40,43 @@ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class cl
                   AND p.prorettype = 'pg_catalog.int2'::pg_catalog.regtype
                   AND p.pronargs = 0) AS has_version_function
 
+-- name: missing_privileges
+-- Which of the privileges the agent needs (pyagent.privileges, passed as three parallel
+-- arrays) the current role lacks (issue 12). Catalog reads only, so it also works for a role
+-- without USAGE on the schema: objects are found in pg_class/pg_proc, never by resolving
+-- `pgagent.x`, which would itself fail with "permission denied for schema". A function is
+-- named without its arguments: every function of that name is checked.
+WITH wanted AS (
+    SELECT w.kind, w.name, w.privilege, w.n
+      FROM unnest(%(kinds)s::text[], %(names)s::text[], %(privileges)s::text[])
+           WITH ORDINALITY AS w(kind, name, privilege, n)
+), ns AS (
+    SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pgagent'
+)
+SELECT w.kind,
+       CASE WHEN w.kind = 'FUNCTION'
+            THEN p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')'
+            ELSE w.name END AS name,
+       w.privilege,
+       current_user::text
+  FROM wanted w
+ CROSS JOIN ns
+  LEFT JOIN pg_catalog.pg_class c
+         ON w.kind IN ('TABLE', 'SEQUENCE') AND c.relnamespace = ns.oid AND c.relname = w.name
+  LEFT JOIN pg_catalog.pg_proc p
+         ON w.kind = 'FUNCTION' AND p.pronamespace = ns.oid AND p.proname = w.name
+ WHERE CASE w.kind
+         WHEN 'SCHEMA' THEN NOT pg_catalog.has_schema_privilege(ns.oid, 'USAGE')
+         WHEN 'TABLE' THEN c.oid IS NOT NULL
+                       AND NOT pg_catalog.has_table_privilege(c.oid, w.privilege)
+         WHEN 'SEQUENCE' THEN c.oid IS NOT NULL
+                       AND NOT (pg_catalog.has_sequence_privilege(c.oid, 'USAGE')
+                                OR pg_catalog.has_sequence_privilege(c.oid, 'UPDATE'))
+         WHEN 'FUNCTION' THEN p.oid IS NOT NULL
+                       AND NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE')
+       END
+ ORDER BY w.n, 2
+
 -- name: schema_version
 SELECT pgagent.pgagent_schema_version()::text
 
@@ -186,6 +223,17 @@ UPDATE pgagent.pga_jobsteplog
    SET jslstatus = 'd', jslduration = now() - jslstart, jslresult = %(result)s,
        jsloutput = %(output)s
  WHERE jslid = %(jslid)s AND jslstatus = 'r'
+
+-- name: failed_step
+-- For the warning a failed run gets (issue 12): the job's name and the run's last step log
+-- that did not succeed (none: NULL step columns).
+SELECT j.jobname, s.jstid, s.jstname, l.jslstatus, l.jslresult, l.jsloutput
+  FROM pgagent.pga_job j
+  LEFT JOIN pgagent.pga_jobsteplog l ON l.jsljlgid = %(jlgid)s AND l.jslstatus <> 's'
+  LEFT JOIN pgagent.pga_jobstep s ON s.jstid = l.jsljstid
+ WHERE j.jobid = %(job_id)s
+ ORDER BY l.jslid DESC NULLS LAST
+ LIMIT 1
 
 -- name: finish_joblog
 UPDATE pgagent.pga_joblog

@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from pyagent.privileges import MissingPrivilege, required_agent_privileges
 from pyagent.store.connections import ControlPool, Params, Row, ServiceConnection, is_transient
 from pyagent.store.records import (
     Claim,
+    FailedStep,
     FallbackRelease,
     PollResult,
     RunStart,
@@ -82,6 +84,21 @@ class AgentStore:
         if str(version) != SUPPORTED_SCHEMA_VERSION:
             return SchemaState(SchemaProblem.WRONG_VERSION, str(version))
         return SchemaState(None, str(version))
+
+    async def missing_privileges(self) -> tuple[str, list[MissingPrivilege]]:
+        """The current role and the privileges it lacks among those the agent needs (one
+        catalog query on the service connection; nothing is changed)."""
+        required = required_agent_privileges()
+        rows = await self.service.rows(
+            statement("missing_privileges"),
+            {
+                "kinds": [r.kind for r in required],
+                "names": [r.name.split("(")[0] for r in required],
+                "privileges": [r.privilege for r in required],
+            },
+        )
+        missing = [MissingPrivilege(str(r[2]), r[0], str(r[1])) for r in rows]
+        return (str(rows[0][3]) if rows else ""), missing
 
     async def server_facts(self) -> ServerFacts:
         ((in_recovery, tz, has_trigger),) = await self.service.rows(statement("server_facts"))
@@ -295,6 +312,26 @@ class AgentStore:
         return schedule.next_run_for_schedules(specs, now, tz), described
 
     # ---- housekeeping -------------------------------------------------------------------
+
+    async def failed_step(self, job_id: int, jlgid: int | None) -> FailedStep | None:
+        """The job's name and its run's last unsuccessful step, for the failed-run warning.
+        One try on the control pool, never waiting for an outage: None when unknown."""
+        if jlgid is None:
+            return None
+        rows = await self.control.rows(
+            statement("failed_step"), {"job_id": job_id, "jlgid": jlgid}
+        )
+        if not rows:
+            return None
+        name, step_id, step_name, status, result, output = rows[0]
+        return FailedStep(
+            None if name is None else str(name),
+            None if step_id is None else int(step_id),
+            None if step_name is None else str(step_name),
+            None if status is None else str(status),
+            None if result is None else int(result),
+            str(output or ""),
+        )
 
     async def purge_old_logs(self, days: float, batch: int = 1000, pause: float = 0.01) -> int:
         """Delete finished runs older than `days` in batches; returns how many."""

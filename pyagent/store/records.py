@@ -120,3 +120,16 @@ class FallbackRelease:
     error: str
     schedules: str
     next_run: datetime | None
+
+
+@dataclass(frozen=True)
+class FailedStep:
+    """What the warning about a failed run says: the job's name and the run's last step
+    that did not succeed (step_id None when no step log failed)."""
+
+    job_name: str | None
+    step_id: int | None = None
+    step_name: str | None = None
+    status: str | None = None
+    result: int | None = None
+    output: str = ""

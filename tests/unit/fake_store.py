@@ -65,6 +65,12 @@ class FakeStore:
     async def schema_state(self) -> SchemaState:
         return SchemaState(None, "4")
 
+    async def missing_privileges(self) -> tuple[str, list[Any]]:
+        return "agent", []
+
+    async def failed_step(self, job_id: int, jlgid: int | None) -> None:
+        return None
+
     async def server_facts(self) -> ServerFacts:
         return ServerFacts(False, "UTC", False)
 

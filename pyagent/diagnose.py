@@ -1,0 +1,301 @@
+"""Operator messages: turn any error the agent can meet while connecting, registering or
+polling into one line that says the cause and the fix (never a traceback).
+
+The supervisor calls `log_agent_failure` from its reconnect loop; `pyagent schema check`
+uses `describe` for a database it cannot reach. No SQL is sent from here: missing
+privileges come from AgentStore.missing_privileges. Texts are matched on libpq's and the server's
+English messages and on SQLSTATEs; anything unrecognised still gets one line (the error's
+first line, its SQLSTATE, and `pyagent schema check` as the next step).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from pyagent.conninfo import mask_text
+from pyagent.privileges import MissingPrivilege, grant_statements
+
+SCHEMA_CHECK_HINT = "run `pyagent schema check '<connect-string>'` as the agent's role"
+PRIVILEGES_DOC = "docs/schema.md#privileges"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What went wrong (`cause`, one line) and what to do about it (`fix`)."""
+
+    cause: str
+    fix: str
+    sqlstate: str | None = None
+    transient: bool = False  # the database is unreachable right now (vs. refused us)
+
+    def text(self) -> str:
+        return f"{self.cause}; fix: {self.fix}" if self.fix else self.cause
+
+
+class MissingPrivileges(Exception):
+    """The agent's role lacks privileges on the pgagent schema (found at registration)."""
+
+    def __init__(self, missing: Sequence[MissingPrivilege], role: str) -> None:
+        super().__init__(f"role {role} lacks {', '.join(str(m) for m in missing)}")
+        self.missing = tuple(missing)
+        self.role = role
+
+
+# Every error the connect/register/poll path can meet: logged as one line, then retried.
+DIAGNOSED_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.Error,
+    PoolTimeout,
+    OSError,
+    TimeoutError,
+    MissingPrivileges,
+)
+
+# ---- texts ---------------------------------------------------------------------------------
+
+MISSING_SCHEMA = (
+    "Could not find the table 'pgagent.pga_job'. Have you run pgagent.sql on this database?"
+    " Create the schema with CREATE EXTENSION pgagent (Debian/Ubuntu package pgagent) or"
+    " `pyagent schema install '<connect-string>'`, in the database the agent connects to;"
+    " pyagent checks again with a growing delay (up to -r seconds)"
+)
+MISSING_VERSION_FUNCTION = (
+    "Couldn't find the function 'pgagent_schema_version' - please run "
+    'ALTER EXTENSION "pgagent" UPDATE;. For a schema made without the extension, '
+    f"{SCHEMA_CHECK_HINT} to see what is missing; pyagent checks again with a growing delay"
+)
+
+
+# pgAgent's message for a schema version other than 4 (`{version}`), with the fix added.
+UNSUPPORTED_VERSION = (
+    "Unsupported schema version: {version}. Version 4 is required - please run "
+    'ALTER EXTENSION "pgagent" UPDATE;. For a schema made without the extension, '
+    f"{SCHEMA_CHECK_HINT}; pyagent checks again with a growing delay"
+)
+
+
+# ---- classification ------------------------------------------------------------------------
+
+_FATAL_PREFIX = re.compile(r"\b(?:FATAL|ERROR):\s+")
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def one_line(text: str) -> str:
+    """libpq's message on one line: hint lines (indented) dropped, prefixes removed,
+    alternatives of a multi-host string joined with '; ', passwords masked."""
+    text = text.strip()
+    if text.startswith("connection failed: "):
+        text = text[len("connection failed: ") :]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln[:1].isspace()]
+    kept = []
+    for line in lines:
+        if line.startswith(("LINE ", "HINT:", "DETAIL:")) or line.strip() == "^":
+            continue
+        cleaned = _FATAL_PREFIX.sub("", line)
+        if cleaned not in kept:
+            kept.append(cleaned)
+    return mask_text("; ".join(kept) if kept else text.replace("\n", " "))
+
+
+def _first_quoted(text: str) -> str:
+    match = _QUOTED.search(text)
+    return match.group(1) if match else ""
+
+
+def describe(exc: BaseException) -> Diagnosis:
+    """Cause and fix for an error met while connecting to or using the pgagent database."""
+    if isinstance(exc, MissingPrivileges):
+        return privilege_diagnosis(exc.missing, exc.role)
+    if isinstance(exc, PoolTimeout):
+        return Diagnosis(
+            "no connection to the database within the pool timeout",
+            "check that the server is up and reachable",
+            transient=True,
+        )
+    if isinstance(exc, TimeoutError):
+        return Diagnosis(
+            "timed out connecting to the database (or waiting for a statement)",
+            "check host= and port= and the network path (firewall)",
+            transient=True,
+        )
+    if not isinstance(exc, psycopg.Error):
+        text = str(exc).strip() or type(exc).__name__
+        return Diagnosis(one_line(text), "", transient=True)
+    sqlstate = exc.sqlstate
+    cause = one_line(str(exc)) or type(exc).__name__
+    low = cause.lower()
+    if isinstance(exc, psycopg.OperationalError) and sqlstate is None:
+        return _connection_failure(cause, low)
+    return _server_error(exc, sqlstate, cause, low)
+
+
+def _connection_failure(cause: str, low: str) -> Diagnosis:
+    """The connection could not be made: libpq's or the server's reason."""
+    name = _first_quoted(cause[cause.find(" failed: ") :] if " failed: " in cause else cause)
+    if "password authentication failed" in low or "authentication failed" in low:
+        return Diagnosis(
+            cause,
+            f"check the password of role {name or '<role>'} (in the connect string,"
+            " PGPASSWORD or ~/.pgpass); if the role does not exist yet, create it"
+            " (README, Quick start)",
+        )
+    if "no password supplied" in low or "password is required" in low:
+        return Diagnosis(
+            cause, "give the password (in the connect string, PGPASSWORD or ~/.pgpass)"
+        )
+    if re.search(r'role "[^"]*" does not exist', low):
+        return Diagnosis(
+            cause,
+            f"create the role: CREATE ROLE {name} LOGIN PASSWORD '...'; then grant it"
+            f" the agent's privileges ({PRIVILEGES_DOC}), or fix user= in the connect string",
+        )
+    if re.search(r'database "[^"]*" does not exist', low):
+        return Diagnosis(
+            cause,
+            "fix dbname= in the connect string: the database that holds the pgagent schema"
+            " (pgAdmin's maintenance database, usually postgres)",
+        )
+    if "no pg_hba.conf entry" in low:
+        return Diagnosis(
+            cause,
+            "add a matching line to the server's pg_hba.conf and reload it"
+            " (SELECT pg_reload_conf())",
+        )
+    if "not permitted to log in" in low:
+        return Diagnosis(cause, f"ALTER ROLE {name or '<role>'} LOGIN;")
+    if "permission denied for database" in low:
+        return Diagnosis(
+            cause, f"GRANT CONNECT ON DATABASE {name or '<database>'} TO <the agent's role>;"
+        )
+    if "too many c" in low or "remaining connection slots" in low:
+        return Diagnosis(
+            cause,
+            "the server is at max_connections: raise it, or lower --max-connections-per-target"
+            " and --max-jobs",
+            transient=True,
+        )
+    if "starting up" in low or "shutting down" in low or "in recovery mode" in low:
+        return Diagnosis(cause, "wait for the server", transient=True)
+    if "could not translate host name" in low or "name or service not known" in low:
+        return Diagnosis(cause, "fix host= in the connect string (or PGHOST)", transient=True)
+    if (
+        "connection refused" in low
+        or "no such file or directory" in low
+        or "timeout expired" in low
+        or "could not connect" in low
+        or "server closed the connection" in low
+        or "no route to host" in low
+        or "network is unreachable" in low
+        or "terminating connection" in low
+        or "consuming input failed" in low
+        or "the connection is lost" in low
+        or "connection is closed" in low
+        or "the listening connection was lost" in low
+        or "no service connection" in low
+    ):
+        return Diagnosis(
+            cause,
+            "start PostgreSQL, or fix host= and port= in the connect string",
+            transient=True,
+        )
+    return Diagnosis(cause, "", transient=True)
+
+
+def _server_error(exc: psycopg.Error, sqlstate: str | None, cause: str, low: str) -> Diagnosis:
+    """The server refused a statement (or ended the session with a SQLSTATE)."""
+    state = sqlstate or ""
+    shown = f"{cause} (SQLSTATE {state})" if state else cause
+    if state == "42501":
+        return Diagnosis(
+            shown,
+            f"grant the agent's role its privileges ({PRIVILEGES_DOC}); {SCHEMA_CHECK_HINT}"
+            " prints the GRANT statements",
+            sqlstate,
+        )
+    if state in ("42P01", "42883", "42703", "3F000", "42P02"):
+        return Diagnosis(
+            shown,
+            f"the pgagent schema is incomplete or damaged: {SCHEMA_CHECK_HINT}",
+            sqlstate,
+        )
+    if state == "25006":
+        return Diagnosis(
+            shown,
+            "the server is read-only (default_transaction_read_only?): connect to the primary",
+            sqlstate,
+            transient=True,
+        )
+    if state.startswith(("08", "57P", "53")) or isinstance(exc, psycopg.OperationalError):
+        base = _connection_failure(cause, low)
+        return Diagnosis(shown, base.fix, sqlstate, transient=True)
+    if state == "57014":
+        return Diagnosis(
+            shown,
+            "a bookkeeping statement ran longer than 10 s (a lock held on a pgagent table?)",
+            sqlstate,
+            transient=True,
+        )
+    return Diagnosis(shown, SCHEMA_CHECK_HINT, sqlstate)
+
+
+def privilege_diagnosis(missing: Sequence[MissingPrivilege], role: str) -> Diagnosis:
+    """Name every missing privilege and give the GRANT statements that add them."""
+    lacks = ", ".join(str(m) for m in missing[:3])
+    if len(missing) > 3:
+        lacks += f" and {len(missing) - 3} more"
+    grants = " ".join(grant_statements(missing, role))
+    return Diagnosis(
+        f"permission denied: role {role} lacks privileges the agent needs: {lacks}",
+        f"as the schema's owner (or a superuser) run: {grants}"
+        " (`pyagent schema check` lists them too)",
+        "42501",
+    )
+
+
+# ---- the agent's side ------------------------------------------------------------------------
+
+
+def log_agent_failure(
+    log: Any, exc: BaseException, *, attempt: int, retry_in: float, was_registered: bool
+) -> None:
+    """One line, at every -l level, for a failed connection, registration or poll."""
+    diagnosis = describe(exc)
+    fields: dict[str, Any] = {
+        "always": True,
+        "error": mask_text(str(exc).strip()),
+        "error_type": type(exc).__name__,
+        "sqlstate": diagnosis.sqlstate,
+        "cause": diagnosis.cause,
+        "fix": diagnosis.fix,
+        "retry_in": retry_in,
+    }
+    retry = f"retrying in {retry_in:.1f} s"
+    if was_registered and diagnosis.transient:
+        log.warning(
+            f"Lost the connection to the database; reconnecting: {diagnosis.cause}; {retry}",
+            **fields,
+        )
+    elif was_registered:
+        log.warning(f"Query error: {diagnosis.text()}; {retry}", **fields)
+    else:
+        log.warning(
+            f"Couldn't create the primary connection [Attempt #{attempt}]: "
+            f"{diagnosis.text()}; {retry}",
+            attempt=attempt,
+            **fields,
+        )
+
+
+def log_connected_again(log: Any, failed_attempts: int, pid: int) -> None:
+    """After failed attempts, say (at every level) that the agent is connected now."""
+    log.warning(
+        f"Connected to the database after {failed_attempts} failed attempt(s); "
+        f"agent registered as pid {pid}",
+        always=True,
+        failed_attempts=failed_attempts,
+    )
