@@ -19,7 +19,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from pyagent.conninfo import mask_text
-from pyagent.privileges import MissingPrivilege, grant_statements
+from pyagent.schema.privileges import MissingPrivilege, grant_statements
 
 SCHEMA_CHECK_HINT = "run `pyagent schema check '<connect-string>'` as the agent's role"
 PRIVILEGES_DOC = "docs/schema.md#privileges"

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from pyagent import schema
-from pyagent.privileges import MissingPrivilege, grant_statements, required_agent_privileges
+from pyagent.schema.privileges import MissingPrivilege, grant_statements, required_agent_privileges
 from tests.agentproc import AgentProcess, make_job, wait_job_finished, wait_until
 from tests.reliability.proxy import TcpProxy, free_loopback_port
 

@@ -9,7 +9,7 @@ from psycopg_pool import PoolTimeout
 
 from pyagent import diagnose
 from pyagent.agent.runreport import telling_line
-from pyagent.privileges import MissingPrivilege, grant_statements, quote_role
+from pyagent.schema.privileges import MissingPrivilege, grant_statements, quote_role
 
 REFUSED = (
     'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
@@ -124,10 +124,11 @@ def test_telling_line_of_a_failed_step(output, line):
 
 
 def test_the_agents_privilege_list_matches_the_schema_checks():
-    from pyagent import privileges, schema
+    from pyagent import schema
+    from pyagent.schema import privileges
 
     assert (
-        tuple(schema._function_signature(spec) for spec in schema.AGENT_FUNCTIONS)
+        tuple(schema.function_signature(spec) for spec in schema.AGENT_FUNCTIONS)
         == privileges.AGENT_FUNCTIONS
     )
     assert schema.AGENT_TABLE_PRIVILEGES is privileges.AGENT_TABLE_PRIVILEGES
