@@ -13,10 +13,11 @@ import click
 
 from pyagent import __version__
 from pyagent import conninfo as ci
+from pyagent.control.cli import cancel_command, control_options, control_settings, secrets_of
 from pyagent.jobs.cli import jobs_group
 from pyagent.settings import DEFAULTS
 
-COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
+COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs", "cancel")
 # Set by the re-exec that hides a password from the process's argument list.
 _HIDDEN_CONNINFO_ENV = "PYAGENT__HIDDEN_CONNINFO"
 
@@ -194,6 +195,7 @@ def main_group() -> None:
     envvar="PYAGENT_HTTP",
     help="Serve /livez, /readyz and /metrics on HOST:PORT (off by default).",
 )
+@control_options  # pyagent.control hook: --retries, --retry-delay, --alert-*
 @click.argument("connect_string", nargs=-1)
 def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
     """Run the agent: pyagent run [options] <connect-string>."""
@@ -212,6 +214,7 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
         conninfo = hidden if hidden is not None else from_argv or envconfig.conninfo_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    control = control_settings(options)  # pyagent.control hook (reads the webhook secret)
     # pyagent's own secrets are not part of the environment batch steps inherit.
     for name in _CONFIG_SECRETS:
         os.environ.pop(name, None)
@@ -244,6 +247,7 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
         http_listen=_parse_http(options["http_listen"]),
         log_retention_days=options["log_retention"],
         step_timeout=options["step_timeout"] or None,
+        control=control,
         **({"station": station} if station else {}),
     )
     _start(settings, foreground=options["foreground"])
@@ -251,7 +255,12 @@ def run_command(connect_string: tuple[str, ...], **options: Any) -> None:
 
 _CONFIG_SECRETS = tuple(
     f"{name}{suffix}"
-    for name in ("PYAGENT_CONNINFO", "PGAGENT_PASSWORD", "POSTGRES_PASSWORD")
+    for name in (
+        "PYAGENT_CONNINFO",
+        "PGAGENT_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "PYAGENT_ALERT_WEBHOOK",  # pyagent.control hook
+    )
     for suffix in ("", "_FILE")
 )
 
@@ -313,7 +322,8 @@ def _start(settings: Any, foreground: bool) -> None:
     from pyagent.agent import run_agent
 
     plog.configure(settings.log_level, settings.log_file, settings.log_format)
-    plog.register_secrets(ci.secrets_of(settings.conninfo))
+    # pyagent.control hook: the webhook URL is a secret too.
+    plog.register_secrets([*ci.secrets_of(settings.conninfo), *secrets_of(settings.control)])
     if not foreground:
         _daemonize()
     code = asyncio.run(run_agent(settings))
@@ -433,6 +443,9 @@ def schema_add_notify(dsn: str) -> None:
 
 schema_group.add_command(schema_add_notify, "add-notify")  # the earlier name
 main_group.add_command(jobs_group)
+
+# pyagent.control hook: `pyagent cancel JOB` (to live under `pyagent jobs cancel` too).
+main_group.add_command(cancel_command)
 
 
 def _clean(exc: BaseException) -> str:
