@@ -4,13 +4,17 @@ command, run-history metrics, and bad values."""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.agentproc import AgentProcess, job_logs, make_job, wait_until
+from tests.agentproc import AgentProcess, job_logs, make_job, step_logs, wait_until
 
 FAST = ("-t", "1")
 REPO = Path(__file__).resolve().parents[2]
@@ -169,3 +173,132 @@ def test_bad_annotation_values_are_warned_about_and_the_run_still_happens(conn, 
     log = agent.log_text()
     assert f"Job {job}: ignoring @RETRIES: 'lots' is not a whole number" in log
     assert f"Job {job}: ignoring @ALERT: 'loudly' is not one of failure, always, never" in log
+
+
+# ---- cancel ------------------------------------------------------------------------------
+
+
+def cancel(db, job: str | int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pyagent", "cancel", str(job), *args, db.dsn],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def running_step(conn, job_id: int) -> bool:
+    return any(s[1] == "r" for s in step_logs(conn, job_id))
+
+
+def test_cancel_a_sql_step_on_the_other_agent(db, conn, agents):
+    steps = [
+        {"jstname": "1 sleeps", "jstcode": "SELECT pg_sleep(600)"},
+        {"jstname": "2 never", "jstcode": "CREATE TABLE must_not_exist(a int)"},
+    ]
+    job = make_job(conn, "long sql", steps, hostagent="b", desc="@RETRIES=3;", run_now=True)
+    agents("--station", "a")
+    runner = agents("--station", "b")
+    wait_until(lambda: running_step(conn, job))
+    done = cancel(db, "long sql")
+    assert done.returncode == 0, done.stderr
+    assert f'job {job} "long sql"' in done.stdout and "on b" in done.stdout
+    assert "the agent stopped it" in done.stdout
+    assert statuses(conn, job) == ["d"]
+    [(name, status, result, output)] = step_logs(conn, job)
+    assert (name, status, result) == ("1 sleeps", "d", -1)
+    assert re.fullmatch(r"Cancelled by \S+@\S+ \(pyagent cancel\) \(database user \w+\) at .+", output)
+    # Cancelled on the server, no later step, back to its schedule (none: no next run).
+    sleeping = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'"
+    ).fetchone()[0]
+    assert sleeping == 0
+    assert conn.execute("SELECT to_regclass('must_not_exist')").fetchone()[0] is None
+    assert job_state(conn, job) == (None, None)
+    assert f"Job {job}: run" in runner.log_text() and "cancelled" in runner.log_text()
+
+
+def test_cancel_a_batch_step_on_the_other_agent(db, conn, agents, tmp_path):
+    pidfile = tmp_path / "pid"
+    steps = [{"jstname": "sleeps", "jstkind": "b", "jstcode": f"echo $$ > {pidfile}\nsleep 600\n"}]
+    job = make_job(conn, "long batch", steps, hostagent="b", run_now=True)
+    agents("--station", "a")
+    agents("--station", "b")
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip())
+    shell = int(pidfile.read_text())
+    done = cancel(db, job)
+    assert done.returncode == 0, done.stderr
+    assert statuses(conn, job) == ["d"]
+    assert step_logs(conn, job)[0][1] == "d"
+    assert step_logs(conn, job)[0][3].startswith("Cancelled by ")
+
+    def gone() -> bool:
+        try:
+            os.killpg(shell, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(gone, what="the batch step's process group to end")
+    wait_until(lambda: job_state(conn, job) == (None, None))
+
+
+def test_cancel_of_a_job_that_is_not_running_changes_nothing(db, conn):
+    job = make_job(conn, "idle", FAILING)
+    done = cancel(db, job)
+    assert done.returncode == 3
+    assert "is not running: nothing changed" in done.stdout
+    assert job_logs(conn, job) == []
+    unknown = cancel(db, "no such job")
+    assert unknown.returncode == 1 and "no job 'no such job'" in unknown.stderr
+
+
+def readme_cancel_sql() -> str:
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- cancel-sql -->", 1)[1]
+    return block.split("```sql\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_pgadmin_statement_cancels_a_run(conn, agents):
+    steps = [{"jstname": "1 sleeps", "jstcode": "SELECT pg_sleep(600)"},
+             {"jstname": "2 never", "jstcode": "SELECT 1"}]  # fmt: skip
+    job = make_job(conn, "from pgadmin", steps, run_now=True)
+    agents()
+    wait_until(lambda: running_step(conn, job))
+    sql = readme_cancel_sql().replace("j.jobid = 42", f"j.jobid = {job}")
+    rows = conn.execute(sql.encode()).fetchall()
+    assert len(rows) == 1
+    wait_until(lambda: job_state(conn, job) == (None, None))
+    assert statuses(conn, job) == ["d"]
+    [(name, status, _result, output)] = step_logs(conn, job)
+    assert (name, status) == ("1 sleeps", "d")
+    assert output.startswith("Cancelled by ")
+    # Not running any more: the statement finds nothing and changes nothing.
+    assert conn.execute(sql.encode()).fetchall() == []
+
+
+def test_a_c_pgagent_ignores_a_cancel_request_without_breaking(ext_db, tmp_path):
+    pgagent = Path("/usr/bin/pgagent")
+    if not os.access(pgagent, os.X_OK):
+        pytest.skip("the C pgagent (Debian package pgagent) is not installed")
+    with ext_db.connect() as conn:
+        steps = [{"jstname": "1 waits", "jstcode": "SELECT pg_advisory_lock(4243)"},
+                 {"jstname": "2 after", "jstcode": "SELECT 1"}]  # fmt: skip
+        job = make_job(conn, "c agent", steps, run_now=True)
+        conn.execute("SELECT pg_advisory_lock(4243)")
+        agent = AgentProcess(ext_db.dsn, ["-t", "1"], command=[str(pgagent)], cwd=str(tmp_path))
+        try:
+            wait_until(lambda: running_step(conn, job), 30)
+            done = cancel(ext_db, job, "--wait", "1")
+            assert done.returncode == 0, done.stderr
+            assert "has not let go of it" in done.stdout
+            conn.execute("SELECT pg_advisory_unlock(4243)")
+            wait_until(lambda: job_state(conn, job)[0] is None, 30)
+            # pgAgent finished the run as if nothing happened and wrote its own result.
+            assert statuses(conn, job) == ["s"]
+            assert [s[:2] for s in step_logs(conn, job)] == [("1 waits", "s"), ("2 after", "s")]
+            assert agent.proc.poll() is None
+        finally:
+            agent.stop()
+            agent.log_path.unlink(missing_ok=True)
