@@ -206,7 +206,11 @@ def _post_json(url: str, body: bytes, timeout: float) -> int:
         # 4xx (but 408 and 429) will not get better by trying again.
         permanent = 400 <= exc.code < 500 and exc.code not in (408, 429)
         raise DeliveryError(f"HTTP status {exc.code}", permanent=permanent) from None
+    except TimeoutError:
+        raise DeliveryError(f"timed out after {timeout:g} s") from None
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise DeliveryError(f"timed out after {timeout:g} s") from None
         raise DeliveryError(f"cannot reach the receiver: {exc.reason}") from None
     except (OSError, ValueError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None

@@ -4,11 +4,17 @@ command, run-history metrics, and bad values."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +214,9 @@ def test_cancel_a_sql_step_on_the_other_agent(db, conn, agents):
     assert statuses(conn, job) == ["d"]
     [(name, status, result, output)] = step_logs(conn, job)
     assert (name, status, result) == ("1 sleeps", "d", -1)
-    assert re.fullmatch(r"Cancelled by \S+@\S+ \(pyagent cancel\) \(database user \w+\) at .+", output)
+    assert re.fullmatch(
+        r"Cancelled by \S+@\S+ \(pyagent cancel\) \(database user \w+\) at .+", output
+    )
     # Cancelled on the server, no later step, back to its schedule (none: no next run).
     sleeping = conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'"
@@ -302,3 +310,200 @@ def test_a_c_pgagent_ignores_a_cancel_request_without_breaking(ext_db, tmp_path)
         finally:
             agent.stop()
             agent.log_path.unlink(missing_ok=True)
+
+
+# ---- alerts ------------------------------------------------------------------------------
+
+SECRET_PATH = "/hooks/T0000/B0000/S3CR3TTOKEN"
+
+
+class Receiver:
+    """A local webhook receiver (127.0.0.1 only): up, slow (answers after `delay`) or
+    hanging (answers only when released). Records every document it is sent."""
+
+    def __init__(self, port: int = 0, *, delay: float = 0.0, hang: bool = False) -> None:
+        self.docs: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.paths.append(self.path)
+                receiver.docs.append(json.loads(body))
+                if hang:
+                    receiver.release.wait(120)
+                elif delay:
+                    receiver.release.wait(delay)  # the receiver's own slowness
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        # A client that gave up (timed out) is expected here: no traceback on stderr.
+        self.server.handle_error = lambda *_args: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
+
+    def events(self, job_id: int) -> list[str]:
+        return [d["event"] for d in list(self.docs) if d["job_id"] == job_id]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[Any]:
+    made: list[Receiver] = []
+
+    def make(**kwargs: Any) -> Receiver:
+        made.append(Receiver(**kwargs))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_webhook_gets_failure_and_recovered_and_never_sees_the_secret_logged(
+    conn, agents, receivers
+):
+    receiver = receivers(delay=1.0)  # slow, but within the timeout
+    conn.execute("CREATE SEQUENCE attempts")
+    step = {"jstname": "20 load",
+            "jstcode": "SELECT 1 / (CASE WHEN nextval('attempts') >= 2 THEN 1 ELSE 0 END)"}  # fmt: skip
+    job = make_job(conn, "nightly", [step], desc="@RETRIES=1;\n@RETRY_DELAY=1 s;", run_now=True)
+    agent = agents("--alert-webhook", receiver.url)
+    wait_until(lambda: receiver.events(job) == ["failure", "recovered"], 30)
+    failure, recovered = receiver.docs
+    assert failure["text"].startswith(f'pyagent: job {job} "nightly" failed (run ')
+    assert 'Step "20 load" result -1. Retry 1 of 1 at ' in failure["text"]
+    assert "ERROR:  division by zero" in failure["text"]
+    assert failure["status"] == "f" and failure["job_name"] == "nightly"
+    assert failure["step"]["output"] == "ERROR:  division by zero"
+    assert failure["retry"]["attempt"] == 1 and failure["retry"]["retrying"] is True
+    assert failure["run_id"] == job_logs(conn, job)[0][0]
+    assert failure["duration_seconds"] >= 0 and failure["start"]
+    assert recovered["status"] == "s" and recovered["previous_status"] == "f"
+    assert receiver.paths == [SECRET_PATH, SECRET_PATH]
+    log = agent.log_text()
+    assert "S3CR3TTOKEN" not in log
+    assert f"webhook http://127.0.0.1:{receiver.server.server_address[1]}" in log
+
+
+def test_a_receiver_that_is_down_gets_the_alert_once_it_is_up(conn, agents, receivers):
+    port = free_port()
+    job = make_job(conn, "down", FAILING, run_now=True)
+    agent = agents("--alert-webhook", f"http://127.0.0.1:{port}{SECRET_PATH}")
+    wait_until(lambda: f"not delivered by webhook http://127.0.0.1:{port}" in agent.log_text(), 30)
+    assert "trying again in" in agent.log_text()
+    receiver = receivers(port=port)
+    wait_until(lambda: receiver.events(job) == ["failure"], 30)
+
+
+def test_a_hanging_receiver_does_not_delay_other_jobs(conn, agents, receivers):
+    receiver = receivers(hang=True)
+    jobs = [make_job(conn, f"burst{i}", FAILING, run_now=True) for i in range(12)]
+    agent = agents("--alert-webhook", receiver.url, "--alert-timeout", "1")
+    for job in jobs:
+        assert wait_done_for_good(conn, job, 1) == ["f"]
+    # Every job ran while the receiver held its requests; the deliveries time out and are
+    # tried again later, each costing one slot.
+    assert not receiver.release.is_set()
+    wait_until(lambda: "timed out after 1 s; trying again" in agent.log_text(), 30)
+    # And the agent keeps scheduling: a job made due now still runs at once.
+    late = make_job(conn, "late", [{"jstcode": "SELECT 1"}], run_now=True)
+    assert wait_done_for_good(conn, late, 1) == ["s"]
+
+
+def test_alert_command_including_a_failing_one(conn, agents, tmp_path):
+    script = tmp_path / "alert.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{tmp_path}/failed-once" ]; then\n'
+        f'  touch "{tmp_path}/failed-once"; echo "mail server says no" >&2; exit 3\n'
+        "fi\n"
+        f'cat > "{tmp_path}/$PYAGENT_ALERT_JOB_ID-$PYAGENT_ALERT_EVENT.json"\n'
+    )
+    script.chmod(0o755)
+    failing = make_job(conn, "mail me", FAILING, run_now=True)
+    agent = agents("--alert-command", str(script))
+    out = tmp_path / f"{failing}-failure.json"
+    wait_until(out.exists, 30)
+    doc = json.loads(out.read_text())
+    assert doc["job_id"] == failing and doc["status"] == "f" and doc["text"]
+    log = agent.log_text()
+    assert "not delivered by command: exit status 3: mail server says no; trying again" in log
+    always = make_job(conn, "report every run", [{"jstcode": "SELECT 1"}],
+                      desc="@ALERT=always;", run_now=True)  # fmt: skip
+    wait_until((tmp_path / f"{always}-success.json").exists, 30)
+
+
+# ---- metrics and options -----------------------------------------------------------------
+
+
+def scrape(agent: AgentProcess) -> str:
+    match = re.search(r"Health and metrics on (http://\S+/)", agent.log_text())
+    if match is None:
+        return ""
+    with urllib.request.urlopen(match.group(1) + "metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_metrics_show_last_success_and_failure_per_job(conn, agents):
+    good = make_job(conn, "good", [{"jstcode": "SELECT 1"}], run_now=True)
+    bad = make_job(conn, "bad", FAILING, run_now=True)
+    agent = agents("--http", "127.0.0.1:0")
+    wait_done_for_good(conn, good, 1)
+    wait_done_for_good(conn, bad, 1)
+    success = f'pyagent_job_last_success_timestamp_seconds{{job_id="{good}",job_name="good"}}'
+    failure = f'pyagent_job_last_failure_timestamp_seconds{{job_id="{bad}",job_name="bad"}}'
+    text = wait_until(lambda: (t := scrape(agent)) and success in t and failure in t and t)
+    assert f'pyagent_job_failure_streak{{job_id="{bad}",job_name="bad"}} 1.0' in text
+    assert 'pyagent_alerts_total{outcome="sent",sink="webhook"} 0.0' in text
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--retries", "-1"], {}, "--retries"),
+        ([], {"PYAGENT_RETRIES": "many"}, "--retries"),
+        (["--retry-delay", "soon"], {}, "--retry-delay"),
+        ([], {"PYAGENT_RETRY_DELAY": "0"}, "--retry-delay"),
+        (["--alert-webhook", "ftp://h/S3CR3T"], {}, "--alert-webhook"),
+        (
+            [],
+            {"PYAGENT_ALERT_WEBHOOK": "http://h/S3CR3T", "PYAGENT_ALERT_WEBHOOK_FILE": "/dev/null"},
+            "PYAGENT_ALERT_WEBHOOK",
+        ),
+        (["--alert-timeout", "0"], {}, "--alert-timeout"),
+    ],
+)
+def test_bad_option_values_exit_2_with_one_line(args, env, needle):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYAGENT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pyagent", "run", "-f", *args, "dbname=nowhere"],
+        capture_output=True, text=True, cwd=REPO, env={**full_env, **env}, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+    assert "S3CR3T" not in done.stderr

@@ -249,9 +249,7 @@ def test_a_hanging_sink_costs_slots_and_a_full_queue_drops():
     async def scenario():
         nonlocal release
         release = asyncio.Event()
-        d = FakeDispatcher(
-            hanging, count=lambda s, o: counts.append((s, o)), queue_size=2, slots=1
-        )
+        d = FakeDispatcher(hanging, count=lambda s, o: counts.append((s, o)), queue_size=2, slots=1)
         d.start()
         for run_id in range(5):
             d.submit({"job_id": 1, "run_id": run_id})  # never waits
