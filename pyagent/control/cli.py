@@ -33,8 +33,8 @@ class DurationType(click.ParamType):  # type: ignore[type-arg]
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
         if isinstance(value, int | float):
-            if value <= 0:
-                self.fail(f"{value!r}: must be greater than zero", param, ctx)
+            if value < 0:
+                self.fail(f"{value!r}: must not be negative", param, ctx)
             return float(value)
         try:
             return parse_retry_delay(str(value))

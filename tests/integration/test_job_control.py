@@ -487,7 +487,7 @@ def test_metrics_show_last_success_and_failure_per_job(conn, agents):
         (["--retries", "-1"], {}, "--retries"),
         ([], {"PYAGENT_RETRIES": "many"}, "--retries"),
         (["--retry-delay", "soon"], {}, "--retry-delay"),
-        ([], {"PYAGENT_RETRY_DELAY": "0"}, "--retry-delay"),
+        ([], {"PYAGENT_RETRY_DELAY": "-5 s"}, "--retry-delay"),
         (["--alert-webhook", "ftp://h/S3CR3T"], {}, "--alert-webhook"),
         (
             [],

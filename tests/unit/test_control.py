@@ -53,7 +53,7 @@ def test_without_annotations_the_defaults_apply():
         ("@RETRIES=-1;", "@RETRIES"),
         ("@RETRIES=1000;", "@RETRIES"),
         ("@RETRY_DELAY=soon;", "@RETRY_DELAY"),
-        ("@RETRY_DELAY=0;", "@RETRY_DELAY"),
+        ("@RETRY_DELAY=-1 s;", "@RETRY_DELAY"),
         ("@ALERT=sometimes;", "@ALERT"),
     ],
 )
@@ -67,6 +67,14 @@ def test_bad_values_keep_the_default_and_are_reported(line, name):
         assert options.retry_delay == 60.0 and options.retries == 2
     if name == "@ALERT":
         assert options.alert == "failure"
+
+
+def test_a_zero_delay_means_retry_at_once():
+    # `pyagent jobs apply` accepts retry_delay: 0 and writes it as @RETRY_DELAY=0 s;.
+    options = job_control_options("@RETRIES=2;\n@RETRY_DELAY=0 s;", DEFAULTS)
+    assert options.problems == () and options.retry_delay == 0
+    assert decide_retry(2, options).delay == 0 and decide_retry(2, options).retrying
+    assert format_delay(0) == "0 s"
 
 
 def test_backoff_doubles_up_to_the_cap():
