@@ -13,10 +13,11 @@ import click
 
 from pyagent import __version__
 from pyagent import conninfo as ci
+from pyagent.control.cli import cancel_command, control_options, control_settings, secrets_of
 from pyagent.jobs.cli import jobs_group
 from pyagent.settings import DEFAULTS
 
-COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
+COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs", "cancel")
 # Set by the re-exec that hides a password from the process's argument list.
 _HIDDEN_CONNINFO_ENV = "PYAGENT__HIDDEN_CONNINFO"
 # click's ctx.obj key: the command line used pgagent's form (no command name).
@@ -223,6 +224,7 @@ def main_group() -> None:
     envvar="PYAGENT_HTTP",
     help="Serve /livez, /readyz and /metrics on HOST:PORT (off by default).",
 )
+@control_options  # pyagent.control hook: --retries, --retry-delay, --alert-*
 @click.argument("connect_string", nargs=-1)
 @click.pass_context
 def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **options: Any) -> None:
@@ -256,6 +258,7 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
         conninfo = hidden if hidden is not None else from_argv or envconfig.conninfo_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    control = control_settings(options)  # pyagent.control hook (reads the webhook secret)
     # pyagent's own secrets are not part of the environment batch steps inherit.
     for name in _CONFIG_SECRETS:
         os.environ.pop(name, None)
@@ -288,6 +291,7 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
         http_listen=_parse_http(options["http_listen"]),
         log_retention_days=options["log_retention"],
         step_timeout=options["step_timeout"] or None,
+        control=control,
         **({"station": station} if station else {}),
     )
     # Only the pgagent form detaches (without -f), as pgagent does; `pyagent run` is the
@@ -297,7 +301,12 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
 
 _CONFIG_SECRETS = tuple(
     f"{name}{suffix}"
-    for name in ("PYAGENT_CONNINFO", "PGAGENT_PASSWORD", "POSTGRES_PASSWORD")
+    for name in (
+        "PYAGENT_CONNINFO",
+        "PGAGENT_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "PYAGENT_ALERT_WEBHOOK",  # pyagent.control hook
+    )
     for suffix in ("", "_FILE")
 )
 
@@ -359,7 +368,8 @@ def _start(settings: Any, foreground: bool) -> None:
     from pyagent.agent import run_agent
 
     plog.configure(settings.log_level, settings.log_file, settings.log_format)
-    plog.register_secrets(ci.secrets_of(settings.conninfo))
+    # pyagent.control hook: the webhook URL is a secret too.
+    plog.register_secrets([*ci.secrets_of(settings.conninfo), *secrets_of(settings.control)])
     if not foreground:
         _daemonize()
     code = asyncio.run(run_agent(settings))
@@ -494,6 +504,9 @@ def schema_add_notify_old_name(ctx: click.Context, dsn: str) -> None:
 
 
 main_group.add_command(jobs_group)
+
+# pyagent.control hook: `pyagent cancel JOB` (to live under `pyagent jobs cancel` too).
+main_group.add_command(cancel_command)
 
 
 def _clean(exc: BaseException) -> str:

@@ -43,6 +43,8 @@ LOG_LEVEL_VAR = "PGAGENT_LOG_LEVEL"
 LOG_FILE_VAR = "PGAGENT_LOG_FILE_PATH"
 ENABLED_VARS = ("PYAGENT_ENABLED", "PGAGENT_ENABLED")  # first wins
 ROLE_VAR = "PG_ROLE"
+# Read by pyagent.control.cli (the alert webhook URL is a secret, hence the _FILE form).
+ALERT_WEBHOOK_VAR = "PYAGENT_ALERT_WEBHOOK"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -67,6 +69,8 @@ ENV_NAMES: frozenset[str] = frozenset(
         LOG_FILE_VAR,
         *ENABLED_VARS,
         ROLE_VAR,
+        ALERT_WEBHOOK_VAR,
+        ALERT_WEBHOOK_VAR + FILE_SUFFIX,
     }
 )
 

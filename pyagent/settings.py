@@ -7,6 +7,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from pyagent.conninfo import mask_conninfo
+from pyagent.control.options import ControlSettings
 
 LogFormat = Literal["text", "json"]
 BatchEnv = Literal["inherit", "clean"]
@@ -52,6 +53,8 @@ class Settings:
     retention_batch: int = 1000
     retention_interval: float = 600.0
     step_timeout: float | None = None
+    # Retries, alerts (pyagent.control): --retries, --retry-delay, --alert-*.
+    control: ControlSettings = field(default_factory=ControlSettings)
 
     @property
     def safe_conninfo(self) -> str:

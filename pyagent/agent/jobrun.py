@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from pyagent import conninfo as ci
 from pyagent.agent.runreport import report_run_end
 from pyagent.annotations import format_seconds, job_options, step_options
+from pyagent.control.options import JobControlOptions, read_job_control
+from pyagent.control.retry import RetryOutcome, release_with_retries
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
 from pyagent.steps.batch import BatchOptions, run_batch_step
@@ -126,6 +128,10 @@ class JobRun:
         self.log = get_logger()
         self.job_timeout: float | None = None
         self.abort_message = ABORTED
+        # pyagent.control hook: the run's @RETRIES/@RETRY_DELAY/@ALERT options (read at
+        # start) and the retry decided at its release (read by the alert).
+        self.control: JobControlOptions | None = None
+        self.retry: RetryOutcome | None = None
 
     async def run(self) -> RunStatus:
         job_id = self.claim.job_id
@@ -177,6 +183,8 @@ class JobRun:
         for problem in options.problems:
             self.log.warning(f"Job {job_id}: ignoring {problem}", job_id=job_id)
         self.job_timeout = options.timeout
+        # pyagent.control hook: retry and alert options from the job's comment.
+        self.control = read_job_control(self.ctx.settings.control, job_id, start.jobdesc)
         self.status = RunStatus.SUCCEEDED
         async with asyncio.timeout(options.timeout):
             for step in start.steps:
@@ -230,7 +238,15 @@ class JobRun:
         try:
             if self.current_jslid is not None:
                 await store.abort_step(self.current_jslid, self.abort_message)
-            fallback = await store.finish_run(self.claim, self.jlgid, self.status)
+            # pyagent.control hook (retries): a failed run of a job with retries is released
+            # by release_with_retries, which may bring the next run forward; None = it did
+            # not apply, release the ordinary way.
+            self.retry = await release_with_retries(
+                self.ctx, self.claim, self.jlgid, self.status, self.control
+            )
+            fallback = None
+            if self.retry is None:
+                fallback = await store.finish_run(self.claim, self.jlgid, self.status)
         except Exception as exc:
             self.log.warning(f"Could not record the end of job {job_id}: {exc!r}", job_id=job_id)
             return

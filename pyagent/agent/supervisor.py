@@ -24,6 +24,7 @@ from pyagent.agent.reporting import Reporter
 from pyagent.agent.signals import SignalHandler
 from pyagent.agent.state import AgentState, Wakeups
 from pyagent.backoff import Backoff
+from pyagent.control.runtime import JobControl
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
 from pyagent.steps.pools import StepPools
@@ -67,6 +68,10 @@ class Agent:
         self.wakeups.max_wait = self.reporter.watchdog_interval
         self.metrics = self.reporter.metrics
         self.ctx = JobContext(settings, self.store, self.pools, self.metrics)
+        # pyagent.control hook: cancel watcher, alerts, run-history metrics.
+        self.control = JobControl(
+            settings, self.store, self.metrics, self.wakeups.stop, lambda: self.state.registered
+        )
 
     def request_stop(self) -> None:
         """Stop claiming and shut down gracefully."""
@@ -85,6 +90,7 @@ class Agent:
         ]
         if self.settings.log_retention_days is not None:
             side.append(self._side_task("retention", self._purge_old_logs_forever))
+        side.extend(self.control.side_tasks(self._supervise))  # pyagent.control hook
         try:
             await self._connect_loop()
         finally:
@@ -292,9 +298,11 @@ class Agent:
         self.log.debug(f"Creating job thread for job {claim.job_id}", job_id=claim.job_id)
         if self.metrics is not None:
             self.metrics.job_started(claim.pickup_lag)
-        task = asyncio.create_task(JobRun(self.ctx, claim).run(), name=f"job-{claim.job_id}")
+        run = JobRun(self.ctx, claim)
+        task = asyncio.create_task(run.run(), name=f"job-{claim.job_id}")
         self.state.running[claim.job_id] = task
         task.add_done_callback(functools.partial(self._on_job_done, claim))
+        self.control.track(claim, run, task)  # pyagent.control hook: cancel, alerts
 
     def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
         if self.state.running.get(claim.job_id) is task:
@@ -381,6 +389,8 @@ class Agent:
                 if still:
                     self.store.give_up_waiting()
                     await asyncio.wait(still, timeout=5)
+        with contextlib.suppress(Exception):
+            await self.control.close()  # pyagent.control hook: after-run work, queued alerts
         self.store.give_up_waiting()
         if self.store.service.is_open and self.state.pid is not None:
             with contextlib.suppress(Exception):

@@ -430,6 +430,7 @@ def test_env_names_lists_every_variable_read():
         "POSTGRES_DB",
         "POSTGRES_USER",
         "POSTGRES_PASSWORD",
+        "PYAGENT_ALERT_WEBHOOK",  # read with its _FILE form by pyagent.control.cli
     }
     expected |= {name + "_FILE" for name in expected}
     expected |= {

@@ -1,0 +1,440 @@
+"""Failure alerts: the alert document and its delivery to a webhook or a command.
+
+Imported only when `--alert-webhook` or `--alert-command` is set, so an agent without
+alerts carries none of this (nor urllib's HTTP stack) in memory.
+
+Delivery never blocks the scheduling loop: each sink has a bounded queue and a few slots;
+an attempt has a timeout; a failed attempt is put back after a growing pause (the slot is
+free meanwhile) until `retry_for` seconds have passed, then given up with a log line and a
+counter. A full queue drops the alert, with a log line and a counter. A receiver that hangs
+costs one slot for at most the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pyagent.logsetup import get_logger
+from pyagent.store.control import RunReport
+
+AlertEvent = Literal["failure", "aborted", "recovered", "success"]
+Sink = Literal["webhook", "command"]
+
+STATUS_WORDS = {
+    "s": "succeeded",
+    "f": "failed",
+    "i": "ended with an internal error",
+    "d": "was aborted",
+    "r": "is running",
+}
+# The output excerpt in the document, and the shorter one in its one-line summary.
+OUTPUT_CHARS = 2000
+SUMMARY_OUTPUT_CHARS = 500
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRY_FOR = 600.0
+QUEUE_SIZE = 100
+SLOTS_PER_SINK = 2
+FIRST_PAUSE = 1.0
+LONGEST_PAUSE = 60.0
+STDERR_CHARS = 300
+
+
+# ---- the document ------------------------------------------------------------------------
+
+
+def alert_event(status: str, previous_status: str | None, policy: str) -> AlertEvent | None:
+    """Which event (if any) a run ending with `status` raises under the job's @ALERT policy.
+    `previous_status` is the job's previous finished run (for "recovered")."""
+    if policy == "never":
+        return None
+    if status in ("f", "i"):
+        return "failure"
+    if status == "d":
+        return "aborted"
+    if status == "s":
+        if previous_status in ("f", "i", "d"):
+            return "recovered"
+        return "success" if policy == "always" else None
+    return None
+
+
+def safe_url(url: str) -> str:
+    """Scheme and host of a URL: what may be logged of a secret webhook URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "duration unknown"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
+
+
+@dataclass(frozen=True)
+class RetryNote:
+    """The retry decided at the run's release, for the alert's text."""
+
+    attempt: int
+    retries: int
+    next_run: datetime | None
+    retrying: bool
+
+
+def build_alert(
+    event: AlertEvent,
+    *,
+    job_id: int,
+    run_id: int,
+    report: RunReport,
+    station: str,
+    agent_pid: int | None = None,
+    retry: RetryNote | None = None,
+) -> dict[str, Any]:
+    """The alert document. Its `text` is a readable summary that Slack-compatible incoming
+    webhooks (Slack, Mattermost, Rocket.Chat, ...) show as the message as it is."""
+    output = (report.step_output or "").strip()
+    status_text = STATUS_WORDS.get(report.status, report.status)
+    summary = (
+        f'pyagent: job {job_id} "{report.job_name}" {status_text}'
+        f" (run {run_id} on {station}, {_duration_text(report.duration)})"
+    )
+    if event == "recovered":
+        summary = summary.replace(" succeeded", " recovered: succeeded", 1) + " after failing"
+    failing_step = event in ("failure", "aborted") and report.step_name is not None
+    if failing_step:
+        summary += f'. Step "{report.step_name}"'
+        if report.step_result is not None:
+            summary += f" result {report.step_result}"
+    if retry is not None and event == "failure":
+        if retry.retrying:
+            summary += f". Retry {retry.attempt} of {retry.retries} at {_iso(retry.next_run)}"
+        else:
+            summary += f". Its {retry.retries} retries are used up"
+    text = summary + "."
+    if failing_step and output:
+        excerpt = output[:SUMMARY_OUTPUT_CHARS]
+        more = "…" if len(output) > SUMMARY_OUTPUT_CHARS else ""
+        text += "\n```\n" + excerpt.replace("```", "'''") + more + "\n```"
+    return {
+        "text": text,
+        "event": event,
+        "summary": summary,
+        "job_id": job_id,
+        "job_name": report.job_name,
+        "run_id": run_id,
+        "status": report.status,
+        "status_text": status_text,
+        "start": _iso(report.start),
+        "duration_seconds": report.duration,
+        "station": station,
+        "agent_pid": agent_pid,
+        "step": (
+            {
+                "name": report.step_name,
+                "status": report.step_status,
+                "result": report.step_result,
+                "output": output[:OUTPUT_CHARS],
+            }
+            if report.step_name is not None
+            else None
+        ),
+        "retry": (
+            None
+            if retry is None
+            else {
+                "attempt": retry.attempt,
+                "retries": retry.retries,
+                "retrying": retry.retrying,
+                "next_run": _iso(retry.next_run),
+            }
+        ),
+        "previous_status": report.previous_status,
+    }
+
+
+# ---- delivery ----------------------------------------------------------------------------
+
+
+class DeliveryError(Exception):
+    """One delivery attempt failed; `permanent` ones are not tried again."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def _post_json(url: str, body: bytes, timeout: float) -> int:
+    """POST body to url (runs in a worker thread)."""
+    import urllib.error
+    import urllib.request
+
+    from pyagent import __version__
+
+    request = urllib.request.Request(  # noqa: S310 - the operator's own URL
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": f"pyagent/{__version__}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            response.read(64 * 1024)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        # 4xx (but 408 and 429) will not get better by trying again.
+        permanent = 400 <= exc.code < 500 and exc.code not in (408, 429)
+        raise DeliveryError(f"HTTP status {exc.code}", permanent=permanent) from None
+    except TimeoutError:
+        raise DeliveryError(f"timed out after {timeout:g} s") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise DeliveryError(f"timed out after {timeout:g} s") from None
+        raise DeliveryError(f"cannot reach the receiver: {exc.reason}") from None
+    except (OSError, ValueError) as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+async def run_alert_command(
+    command: str, body: bytes, env: Mapping[str, str], timeout: float
+) -> None:
+    """Run the alert command under /bin/sh with the document on stdin; raise DeliveryError
+    when it fails or times out (its process group is then killed)."""
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    stdin, stderr = proc.stdin, proc.stderr
+
+    async def converse() -> tuple[int, bytes]:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(body)
+            await stdin.drain()
+        stdin.close()
+        err = await stderr.read(STDERR_CHARS * 4)
+        return await proc.wait(), err
+
+    try:
+        code, err = await asyncio.wait_for(converse(), timeout)
+    except TimeoutError:
+        raise DeliveryError(f"timed out after {timeout:g} s") from None
+    finally:
+        if proc.returncode is None:
+            # Timed out or cancelled: the whole process group goes.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+    if code != 0:
+        detail = err.decode("utf-8", "replace").strip()[:STDERR_CHARS]
+        raise DeliveryError(f"exit status {code}" + (f": {detail}" if detail else ""))
+
+
+@dataclass
+class _Item:
+    doc: dict[str, Any]
+    body: bytes
+    first_try: float
+    attempts: int = 0
+
+
+Counter = Callable[[Sink, str], None]
+
+
+class AlertDispatcher:
+    """Bounded, non-blocking delivery of alert documents to the configured sinks."""
+
+    def __init__(
+        self,
+        *,
+        webhook: str | None = None,
+        command: str | None = None,
+        count: Counter | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_for: float = DEFAULT_RETRY_FOR,
+        queue_size: int = QUEUE_SIZE,
+        slots: int = SLOTS_PER_SINK,
+        first_pause: float = FIRST_PAUSE,
+        longest_pause: float = LONGEST_PAUSE,
+    ) -> None:
+        self.webhook = webhook
+        self.command = command
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self.slots = slots
+        self.first_pause = first_pause
+        self.longest_pause = longest_pause
+        self._count = count or (lambda _sink, _outcome: None)
+        self._queues: dict[Sink, asyncio.Queue[_Item]] = {}
+        if webhook:
+            self._queues["webhook"] = asyncio.Queue(queue_size)
+        if command:
+            self._queues["command"] = asyncio.Queue(queue_size)
+        self._workers: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._log = get_logger()
+
+    @property
+    def target(self) -> str:
+        """What the log may say about where alerts go."""
+        parts = []
+        if self.webhook:
+            parts.append(f"webhook {safe_url(self.webhook)}")
+        if self.command:
+            parts.append("a command")
+        return " and ".join(parts)
+
+    def start(self) -> None:
+        """Start the delivery slots (on the running loop)."""
+        if self.webhook:
+            # Own threads: a hanging receiver must not hold the loop's default executor
+            # (name resolution for database connections uses it).
+            self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="pyagent-alert")
+        for sink, queue in self._queues.items():
+            for i in range(self.slots):
+                self._workers.append(
+                    asyncio.create_task(self._work(sink, queue), name=f"alert-{sink}-{i}")
+                )
+
+    def submit(self, doc: dict[str, Any]) -> None:
+        """Queue a document for every sink; never waits (a full queue drops it)."""
+        body = json.dumps(doc, ensure_ascii=False, default=str).encode("utf-8")
+        for sink, queue in self._queues.items():
+            self._put(sink, queue, _Item(doc, body, time.monotonic()))
+
+    def _put(self, sink: Sink, queue: asyncio.Queue[_Item], item: _Item) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._count(sink, "dropped")
+            self._log.warning(
+                f"Alert for job {item.doc.get('job_id')} run {item.doc.get('run_id')} "
+                f"dropped: the {sink} queue is full ({queue.maxsize} waiting)",
+                job_id=item.doc.get("job_id"),
+                jlgid=item.doc.get("run_id"),
+                sink=sink,
+            )
+
+    async def _work(self, sink: Sink, queue: asyncio.Queue[_Item]) -> None:
+        while True:
+            item = await queue.get()
+            try:
+                await self._attempt(sink, queue, item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not end the slot
+                self._log.warning(f"Alert delivery by {sink} failed unexpectedly: {exc!r}")
+            finally:
+                queue.task_done()
+
+    async def _attempt(self, sink: Sink, queue: asyncio.Queue[_Item], item: _Item) -> None:
+        item.attempts += 1
+        job_id, run_id = item.doc.get("job_id"), item.doc.get("run_id")
+        fields = {"job_id": job_id, "jlgid": run_id, "sink": sink, "attempt": item.attempts}
+        try:
+            await self._deliver(sink, item)
+        except DeliveryError as exc:
+            waited = time.monotonic() - item.first_try
+            pause = min(self.first_pause * 2 ** (item.attempts - 1), self.longest_pause)
+            if exc.permanent or waited + pause > self.retry_for:
+                self._count(sink, "failed")
+                self._log.warning(
+                    f"Alert for job {job_id} run {run_id} not delivered by {self._name(sink)} "
+                    f"after {item.attempts} attempt(s): {exc}; giving up",
+                    **fields,
+                )
+                return
+            self._log.warning(
+                f"Alert for job {job_id} run {run_id} not delivered by {self._name(sink)}: "
+                f"{exc}; trying again in {pause:g} s",
+                **fields,
+            )
+            loop = asyncio.get_running_loop()
+            handle: asyncio.TimerHandle
+
+            def again() -> None:
+                self._timers.discard(handle)
+                self._put(sink, queue, item)
+
+            handle = loop.call_later(pause, again)
+            self._timers.add(handle)
+            return
+        self._count(sink, "sent")
+        self._log.debug(f"Alert for job {job_id} run {run_id} sent by {self._name(sink)}", **fields)
+
+    def _name(self, sink: Sink) -> str:
+        return f"webhook {safe_url(self.webhook)}" if sink == "webhook" and self.webhook else sink
+
+    async def _deliver(self, sink: Sink, item: _Item) -> None:
+        if sink == "webhook":
+            assert self.webhook is not None
+            loop = asyncio.get_running_loop()
+            call: Awaitable[int] = loop.run_in_executor(
+                self._executor, _post_json, self.webhook, item.body, self.timeout
+            )
+            try:
+                await asyncio.wait_for(call, self.timeout + 1)
+            except TimeoutError:
+                raise DeliveryError(f"timed out after {self.timeout:g} s") from None
+            return
+        assert self.command is not None
+        env = {
+            "PYAGENT_ALERT_EVENT": str(item.doc.get("event", "")),
+            "PYAGENT_ALERT_JOB_ID": str(item.doc.get("job_id", "")),
+            "PYAGENT_ALERT_RUN_ID": str(item.doc.get("run_id", "")),
+            "PYAGENT_ALERT_STATUS": str(item.doc.get("status", "")),
+        }
+        await run_alert_command(self.command, item.body, env, self.timeout)
+
+    def pending(self) -> int:
+        """Alerts queued or waiting for another attempt."""
+        return sum(q.qsize() for q in self._queues.values()) + len(self._timers)
+
+    async def close(self, drain_for: float = 5.0) -> None:
+        """Give queued alerts up to `drain_for` seconds, then stop; say what was left."""
+        # In-flight and queued alerts get their chance; retries waiting out a pause do not
+        # hold the shutdown for minutes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(q.join() for q in self._queues.values())), drain_for
+            )
+        left = self.pending()
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if left:
+            self._log.warning(f"Stopping with {left} alert(s) not delivered", always=True)

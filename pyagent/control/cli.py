@@ -1,0 +1,166 @@
+"""Command-line pieces of job control: the run command's options and `pyagent cancel`.
+Imported by `pyagent.cli` only (the core never imports click code)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from pyagent.annotations import AnnotationError
+from pyagent.control.options import (
+    DEFAULT_RETRY_DELAY,
+    MAX_RETRIES,
+    ControlSettings,
+    parse_retry_delay,
+)
+from pyagent.envconfig import ALERT_WEBHOOK_VAR
+
+# Variables holding secrets: read once, then removed from the environment batch steps inherit.
+SECRET_VARS = (ALERT_WEBHOOK_VAR, ALERT_WEBHOOK_VAR + "_FILE")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DurationType(click.ParamType):  # type: ignore[type-arg]
+    """A duration: 30 s, 500 ms, 2 m, 1 h, or a bare number of seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            if value < 0:
+                self.fail(f"{value!r}: must not be negative", param, ctx)
+            return float(value)
+        try:
+            return parse_retry_delay(str(value))
+        except AnnotationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def control_options(command: F) -> F:
+    """The run command's job-control options (retries, alerts)."""
+    decorators = [
+        click.option(
+            "--retries",
+            type=click.IntRange(0, MAX_RETRIES),
+            default=0,
+            show_default=True,
+            envvar="PYAGENT_RETRIES",
+            help="Default number of retries of a failed run; a job's @RETRIES=N; wins.",
+        ),
+        click.option(
+            "--retry-delay",
+            type=DurationType(),
+            default=DEFAULT_RETRY_DELAY,
+            show_default="1 m",
+            envvar="PYAGENT_RETRY_DELAY",
+            help="Default delay before the first retry (doubled for each further one, "
+            "up to 1 h); a job's @RETRY_DELAY=...; wins.",
+        ),
+        click.option(
+            "--alert-webhook",
+            metavar="URL",
+            help=f"POST a JSON alert (Slack-compatible) on failed/aborted runs. "
+            f"Also {ALERT_WEBHOOK_VAR} or {ALERT_WEBHOOK_VAR}_FILE. Logged as scheme://host only.",
+        ),
+        click.option(
+            "--alert-command",
+            metavar="CMD",
+            envvar="PYAGENT_ALERT_COMMAND",
+            help="Run CMD (/bin/sh -c) with the JSON alert on stdin on failed/aborted runs.",
+        ),
+        click.option(
+            "--alert-timeout",
+            type=click.FloatRange(min=0.1),
+            default=10.0,
+            show_default=True,
+            envvar="PYAGENT_ALERT_TIMEOUT",
+            help="Seconds one alert delivery attempt may take.",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+def control_settings(options: dict[str, Any]) -> ControlSettings:
+    """ControlSettings from the run command's options (they are removed from `options`);
+    the webhook URL also comes from PYAGENT_ALERT_WEBHOOK(_FILE). Raises UsageError."""
+    from pyagent import envconfig
+
+    webhook = options.pop("alert_webhook", None)
+    if not webhook:
+        try:
+            webhook = envconfig.read_env(ALERT_WEBHOOK_VAR)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if webhook:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(webhook.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Say what is wrong without echoing the secret.
+            raise click.UsageError(
+                "--alert-webhook: not an http:// or https:// URL with a host name"
+            )
+        webhook = webhook.strip()
+    return ControlSettings(
+        retries=int(options.pop("retries", 0)),
+        retry_delay=float(options.pop("retry_delay", DEFAULT_RETRY_DELAY)),
+        alert_webhook=webhook or None,
+        alert_command=options.pop("alert_command", None) or None,
+        alert_timeout=float(options.pop("alert_timeout", 10.0)),
+    )
+
+
+def secrets_of(settings: ControlSettings) -> list[str]:
+    """Values that must never appear in a log line (the webhook URL and its path)."""
+    if not settings.alert_webhook:
+        return []
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(settings.alert_webhook)
+    found = [settings.alert_webhook]
+    if len(parts.path) > 1:
+        found.append(parts.path)
+    if parts.query:
+        found.append(parts.query)
+    return found
+
+
+@click.command("cancel")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the running agent to stop the run (0: do not wait).",
+)
+@click.option("--who", help="How the cancel is signed in the step's output (default: user@host).")
+@click.argument("job")
+@click.argument("connect_string", nargs=-1)
+def cancel_command(job: str, connect_string: tuple[str, ...], wait: float, who: str | None) -> None:
+    """Cancel JOB's running run (JOB: job id or exact name), whichever agent runs it.
+
+    Exit status: 0 cancelled, 3 the job is not running (nothing changed), 1 error
+    (unknown or ambiguous job, no database). Will also be `pyagent jobs cancel`."""
+    from pyagent import envconfig
+    from pyagent.conninfo import mask_text
+    from pyagent.control.cancel import EXIT_ERROR, request_cancel
+
+    try:
+        conninfo = " ".join(connect_string).strip() or envconfig.conninfo_from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        result = request_cancel(conninfo, job, who=who, wait=wait)
+    except Exception as exc:
+        click.echo(f"pyagent: cannot cancel: {mask_text(str(exc).strip())}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(result.message, err=result.exit_status == EXIT_ERROR)
+    sys.exit(result.exit_status)

@@ -1,0 +1,167 @@
+"""Retries: the release of a failed run that may bring the job's next run forward.
+
+The retry count is never kept in memory: the streak of consecutive failed runs is read from
+the job's pga_joblog history in the release's own transaction, so it survives restarts and
+moves between agents, and two agents can never both retry one failure (a job has one claim
+at a time, and the release holds the job row until the decision is written).
+
+Rules (see docs/differences.md):
+- only a run that ends `f` (a failed step with on-error "fail", or the job timeout) is
+  retried; `s` ends the streak; `i` (internal error) and `d` (aborted, cancelled) end it
+  too and are never retried;
+- retry k of N comes `backoff_delay(k)` after the release, unless the schedule's own next
+  run comes first (that run then counts as the retry);
+- a jobnextrun changed during the run ("Run now", a schedule edit) is kept: no retry;
+- once N retries have failed the job is back on its schedule; the next failure after a
+  success starts a new streak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg.errors import QueryCanceled
+
+from pyagent.control.options import (
+    JobControlOptions,
+    RetryDecision,
+    decide_retry,
+    format_delay,
+)
+from pyagent.logsetup import get_logger
+from pyagent.store import control as store
+from pyagent.store.connections import TRANSIENT_ERRORS
+
+if TYPE_CHECKING:
+    from pyagent.agent.jobrun import JobContext
+    from pyagent.store.records import Claim
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    """What happened to a failed run's job at its release."""
+
+    decision: RetryDecision | None  # None: no retry rule applied (e.g. cancelled meanwhile)
+    retried: bool  # the next run was brought forward
+    next_run: datetime | None
+
+
+def wants_retry_release(status: str, jlgid: int | None, options: JobControlOptions | None) -> bool:
+    """Whether a run's release goes through the retry path (else: the ordinary release)."""
+    return status == "f" and jlgid is not None and options is not None and options.retries > 0
+
+
+async def release_with_retries(
+    ctx: JobContext,
+    claim: Claim,
+    jlgid: int | None,
+    status: str,
+    options: JobControlOptions | None,
+) -> RetryOutcome | None:
+    """Release a failed run of a job with retries; None when this path does not apply or
+    could not complete (the caller then releases the ordinary way)."""
+    if not wants_retry_release(status, jlgid, options):
+        return None
+    assert jlgid is not None and options is not None
+    log = get_logger()
+    give_up = ctx.store.control.give_up
+    letter = str(getattr(status, "value", status))
+    decided: list[RetryDecision | None] = []
+
+    def retry_delay(final_status: str | None, streak: int) -> float | None:
+        decision = decide_retry(streak, options) if final_status == "f" else None
+        decided.append(decision)
+        return None if decision is None else decision.delay
+
+    delay = 0.2
+    while True:
+        decided.clear()
+        try:
+            async with ctx.store.control.pool.connection() as conn:
+                released = await store.release_failed_run(
+                    conn,
+                    job_id=claim.job_id,
+                    jlgid=jlgid,
+                    status=letter,
+                    pids=sorted({ctx.store.pid or 0, claim.agent_pid}),
+                    claimed_nextrun=claim.claimed_nextrun,
+                    retry_delay=retry_delay,
+                )
+            break
+        except QueryCanceled:
+            return None
+        except TRANSIENT_ERRORS:
+            if give_up.is_set():
+                return None
+        except psycopg.Error as exc:
+            # The schema's next-run function raised: the ordinary release has the fallback.
+            log.debug(f"Retry release of job {claim.job_id} failed: {str(exc).strip()}")
+            return None
+        await _wait(give_up, delay)
+        delay = min(delay * 2, 5.0)
+    if released is None:
+        return None
+    decision = decided[-1] if decided else None
+    _report(ctx, claim.job_id, jlgid, released, decision)
+    return RetryOutcome(decision, released.retried, released.next_run)
+
+
+def _report(
+    ctx: JobContext,
+    job_id: int,
+    jlgid: int,
+    released: store.FailedRunRelease,
+    decision: RetryDecision | None,
+) -> None:
+    log = get_logger()
+    fields = {"job_id": job_id, "jlgid": jlgid, "next_run": str(released.next_run)}
+    if released.kept_changed_nextrun:
+        log.warning(
+            f"job {job_id} failed; its next run was changed during the run "
+            f"({released.next_run}) and is kept: no retry",
+            **fields,
+        )
+        return
+    if decision is None:
+        return
+    fields |= {"attempt": decision.attempt, "retries": decision.retries}
+    from pyagent.control.metrics import control_metrics
+
+    metrics = control_metrics(ctx.metrics)
+    if not decision.retrying:
+        log.warning(
+            f"job {job_id} failed; its {decision.retries} retries are used up: "
+            f"back to its schedule (next run {released.next_run})",
+            **fields,
+        )
+        if metrics is not None:
+            metrics.retries_exhausted.inc()
+        return
+    assert decision.delay is not None
+    fields["retry_delay_seconds"] = decision.delay
+    if released.retried:
+        log.warning(
+            f"job {job_id} failed; retry {decision.attempt} of {decision.retries} "
+            f"in {format_delay(decision.delay)}",
+            **fields,
+        )
+        if metrics is not None:
+            metrics.retries_scheduled.inc()
+    else:
+        log.warning(
+            f"job {job_id} failed; retry {decision.attempt} of {decision.retries} "
+            f"at its scheduled run {released.next_run}, which comes first",
+            **fields,
+        )
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
