@@ -13,11 +13,11 @@ import click
 
 from pyagent import __version__
 from pyagent import conninfo as ci
-from pyagent.control.cli import cancel_command, control_options, control_settings, secrets_of
+from pyagent.control.cli import control_options, control_settings, secrets_of
 from pyagent.jobs.cli import jobs_group
 from pyagent.settings import DEFAULTS
 
-COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs", "cancel")
+COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
 # Set by the re-exec that hides a password from the process's argument list.
 _HIDDEN_CONNINFO_ENV = "PYAGENT__HIDDEN_CONNINFO"
 # click's ctx.obj key: the command line used pgagent's form (no command name).
@@ -224,7 +224,7 @@ def main_group() -> None:
     envvar="PYAGENT_HTTP",
     help="Serve /livez, /readyz and /metrics on HOST:PORT (off by default).",
 )
-@control_options  # pyagent.control hook: --retries, --retry-delay, --alert-*
+@control_options  # Job control: --retries, --retry-delay, --alert-*
 @click.argument("connect_string", nargs=-1)
 @click.pass_context
 def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **options: Any) -> None:
@@ -258,7 +258,7 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
         conninfo = hidden if hidden is not None else from_argv or envconfig.conninfo_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    control = control_settings(options)  # pyagent.control hook (reads the webhook secret)
+    control = control_settings(options)  # reads the webhook secret
     # pyagent's own secrets are not part of the environment batch steps inherit.
     for name in _CONFIG_SECRETS:
         os.environ.pop(name, None)
@@ -305,7 +305,7 @@ _CONFIG_SECRETS = tuple(
         "PYAGENT_CONNINFO",
         "PGAGENT_PASSWORD",
         "POSTGRES_PASSWORD",
-        "PYAGENT_ALERT_WEBHOOK",  # pyagent.control hook
+        "PYAGENT_ALERT_WEBHOOK",
     )
     for suffix in ("", "_FILE")
 )
@@ -368,7 +368,7 @@ def _start(settings: Any, foreground: bool) -> None:
     from pyagent.agent import run_agent
 
     plog.configure(settings.log_level, settings.log_file, settings.log_format)
-    # pyagent.control hook: the webhook URL is a secret too.
+    # Job control: the webhook URL is a secret too.
     plog.register_secrets([*ci.secrets_of(settings.conninfo), *secrets_of(settings.control)])
     if not foreground:
         _daemonize()
@@ -505,8 +505,6 @@ def schema_add_notify_old_name(ctx: click.Context, dsn: str) -> None:
 
 main_group.add_command(jobs_group)
 
-# pyagent.control hook: `pyagent cancel JOB` (to live under `pyagent jobs cancel` too).
-main_group.add_command(cancel_command)
 
 
 def _clean(exc: BaseException) -> str:

@@ -110,7 +110,7 @@ def _render_text(_logger: Any, _name: str, event_dict: MutableMapping[str, Any])
     stamp = f"{now:%a %b} {now.day} {now:%H:%M:%S %Y}"
     level = event_dict.get("level", "info")
     label = "WARNING" if level == "startup" else _TEXT_LABEL.get(level, "WARNING")
-    # One event, one physical line (issue 12): libpq's hints and multi-line server
+    # One event, one physical line: libpq's hints and multi-line server
     # messages are folded; the JSON form keeps the original text.
     event = _LINE_BREAKS.sub(" ", str(event_dict.get("event", ""))).strip()
     return f"{stamp} {label}: {event}"
@@ -143,7 +143,7 @@ def configure(
 class _LibraryLogHandler(stdlib_logging.Handler):
     """Sends psycopg's and psycopg_pool's own log records through pyagent's logging, as
     one line each, so they honour -s, -l and --log-format. They are shown at DEBUG only
-    (issue 12): each describes an event the agent reports itself in one line (a failed
+   : each describes an event the agent reports itself in one line (a failed
     connection, an outage), so at -l 1 they were duplicates."""
 
     def emit(self, record: stdlib_logging.LogRecord) -> None:

@@ -128,7 +128,7 @@ class JobRun:
         self.log = get_logger()
         self.job_timeout: float | None = None
         self.abort_message = ABORTED
-        # pyagent.control hook: the run's @RETRIES/@RETRY_DELAY/@ALERT options (read at
+        # Job control: the run's @RETRIES/@RETRY_DELAY/@ALERT options (read at
         # start) and the retry decided at its release (read by the alert).
         self.control: JobControlOptions | None = None
         self.retry: RetryOutcome | None = None
@@ -149,7 +149,7 @@ class JobRun:
             self.status = RunStatus.ABORTED
             await asyncio.shield(self._finish())
             self._count_finished(started)
-            # issue 12: one WARNING line per failed or aborted run.
+            # One WARNING line per failed or aborted run.
             await asyncio.shield(report_run_end(self.ctx.store, job_id, self.jlgid, self.status))
             raise
         except Exception as exc:
@@ -165,7 +165,7 @@ class JobRun:
             status=self.status.value,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
-        # issue 12: one WARNING line per failed or aborted run.
+        # One WARNING line per failed or aborted run.
         await report_run_end(self.ctx.store, job_id, self.jlgid, self.status)
         return self.status
 
@@ -183,7 +183,7 @@ class JobRun:
         for problem in options.problems:
             self.log.warning(f"Job {job_id}: ignoring {problem}", job_id=job_id)
         self.job_timeout = options.timeout
-        # pyagent.control hook: retry and alert options from the job's comment.
+        # Job control: retry and alert options from the job's comment.
         self.control = read_job_control(self.ctx.settings.control, job_id, start.jobdesc)
         self.status = RunStatus.SUCCEEDED
         async with asyncio.timeout(options.timeout):
@@ -238,7 +238,7 @@ class JobRun:
         try:
             if self.current_jslid is not None:
                 await store.abort_step(self.current_jslid, self.abort_message)
-            # pyagent.control hook (retries): a failed run of a job with retries is released
+            # Retries: a failed run of a job with retries is released
             # by release_with_retries, which may bring the next run forward; None = it did
             # not apply, release the ordinary way.
             self.retry = await release_with_retries(

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyagent import diagnose
-from pyagent.agent import polling
+from pyagent.agent import polling, sidetasks
 from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
 from pyagent.agent.listener import Listener
 from pyagent.agent.polling import Next
@@ -29,10 +29,9 @@ from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
 from pyagent.steps.pools import StepPools
 from pyagent.store.agent_store import AgentStore
-from pyagent.store.connections import RECONNECT_ERRORS
 from pyagent.store.records import Claim, SchemaProblem
 
-# pgAgent's own messages for an unusable schema, with the fix added (issue 12).
+# pgAgent's own messages for an unusable schema, with the fix added.
 SCHEMA_MESSAGES = {
     SchemaProblem.NO_JOB_TABLE: diagnose.MISSING_SCHEMA,
     SchemaProblem.NO_VERSION_FUNCTION: diagnose.MISSING_VERSION_FUNCTION,
@@ -68,7 +67,7 @@ class Agent:
         self.wakeups.max_wait = self.reporter.watchdog_interval
         self.metrics = self.reporter.metrics
         self.ctx = JobContext(settings, self.store, self.pools, self.metrics)
-        # pyagent.control hook: cancel watcher, alerts, run-history metrics.
+        # Job control: the cancel watcher, failure alerts, run-history metrics.
         self.control = JobControl(
             settings, self.store, self.metrics, self.wakeups.stop, lambda: self.state.registered
         )
@@ -89,8 +88,15 @@ class Agent:
             asyncio.create_task(self.reporter.ready_anyway_later(self.wakeups)),
         ]
         if self.settings.log_retention_days is not None:
-            side.append(self._side_task("retention", self._purge_old_logs_forever))
-        side.extend(self.control.side_tasks(self._supervise))  # pyagent.control hook
+            purge = functools.partial(
+                sidetasks.purge_old_logs_forever,
+                self.settings,
+                self.store,
+                self.state,
+                self.wakeups,
+            )
+            side.append(self._side_task("retention", purge))
+        side.extend(self.control.side_tasks(self._supervise))
         try:
             await self._connect_loop()
         finally:
@@ -113,7 +119,7 @@ class Agent:
             try:
                 had_identity = self.state.pid is not None
                 if await self._connect_and_register():
-                    if attempt > 1 and not had_identity:  # issue 12: say we got through
+                    if attempt > 1 and not had_identity:  # say we got through
                         diagnose.log_connected_again(self.log, attempt - 1, self.state.pid or 0)
                     attempt = 0
                     backoff.reset()
@@ -122,7 +128,7 @@ class Agent:
             except SchemaUnusable:
                 pass  # already logged; wait and check again (the schema may appear)
             except diagnose.DIAGNOSED_ERRORS as exc:
-                # issue 12: any database error (refused login, missing privilege, broken
+                # Any database error (refused login, missing privilege, broken
                 # schema, lost server) is one line with its cause and fix, then a retry.
                 diagnose.log_agent_failure(
                     self.log,
@@ -144,7 +150,7 @@ class Agent:
         if not await self.store.connect(self.wakeups.stop):
             return False
         self.state.connected = True
-        # issue 12: a role lacking privileges gets one line with the GRANTs (and a retry)
+        # A role lacking privileges gets one line with the GRANTs (and a retry)
         # before anything fails on them (schema_version needs USAGE on the schema).
         role, missing = await self.store.missing_privileges()
         if missing:
@@ -302,7 +308,7 @@ class Agent:
         task = asyncio.create_task(run.run(), name=f"job-{claim.job_id}")
         self.state.running[claim.job_id] = task
         task.add_done_callback(functools.partial(self._on_job_done, claim))
-        self.control.track(claim, run, task)  # pyagent.control hook: cancel, alerts
+        self.control.track(claim, run, task)  # cancel requests, alerts
 
     def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
         if self.state.running.get(claim.job_id) is task:
@@ -327,36 +333,7 @@ class Agent:
         return asyncio.create_task(self._supervise(name, factory), name=name)
 
     async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
-        """Keep a side task alive: a crash is logged and the task restarted."""
-        backoff = Backoff(initial=1.0, maximum=30.0)
-        while not self.wakeups.stop.is_set():
-            try:
-                await factory()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning(f"Side task {name} failed: {exc!r}; restarting it", always=True)
-                await self.wakeups.sleep(backoff.next_delay())
-
-    async def _purge_old_logs_forever(self) -> None:
-        """Delete job history older than --log-retention, now and then."""
-        s = self.settings
-        days = s.log_retention_days
-        assert days is not None
-        while not self.wakeups.stop.is_set():
-            if not self.state.registered:
-                await self.wakeups.sleep(s.poll_interval)
-                continue
-            try:
-                deleted = await self.store.purge_old_logs(days, s.retention_batch)
-            except RECONNECT_ERRORS:
-                deleted = 0
-            if deleted:
-                self.log.debug(
-                    f"Deleted {deleted} job runs older than {days:g} days", deleted=deleted
-                )
-            await self.wakeups.sleep(s.retention_interval)
+        await sidetasks.supervise(name, factory, self.wakeups)
 
     # ---- shutdown ---------------------------------------------------------------------------
 
@@ -390,7 +367,7 @@ class Agent:
                     self.store.give_up_waiting()
                     await asyncio.wait(still, timeout=5)
         with contextlib.suppress(Exception):
-            await self.control.close()  # pyagent.control hook: after-run work, queued alerts
+            await self.control.close()  # after-run work, queued alerts
         self.store.give_up_waiting()
         if self.store.service.is_open and self.state.pid is not None:
             with contextlib.suppress(Exception):

@@ -6,5 +6,5 @@
 - `alerts`: the alert document and its delivery (webhook, command); imported only when set.
 - `history`: per-job last success / last failure metrics read from the run history.
 - `runtime`: what the supervisor calls (side tasks, tracking of running jobs).
-- `cli`: the `pyagent cancel` command and the run command's options (imported by the CLI only).
+- `cli`: the run command's options (imported by the CLI only); `pyagent jobs cancel` is in pyagent.jobs.cli.
 """

@@ -1,4 +1,4 @@
-"""Cancelling a running job: the request (`pyagent cancel JOB`, or one SQL statement from
+"""Cancelling a running job: the request (`pyagent jobs cancel JOB`, or one SQL statement from
 pgAdmin's query tool) and what it leaves in the database.
 
 The protocol needs no schema change. The request is the UPDATE of the job's current
@@ -25,10 +25,10 @@ from pyagent.store import control as store
 
 CancelState = Literal["cancelled", "not-running", "unknown-job", "ambiguous"]
 
-# Exit statuses of `pyagent cancel` (pg_ctl's convention: 3 = not running).
+# Exit statuses of `pyagent jobs cancel` (6: not one the other jobs commands use).
 EXIT_CANCELLED = 0
 EXIT_ERROR = 1
-EXIT_NOT_RUNNING = 3
+EXIT_NOT_RUNNING = 6
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def who_cancels() -> str:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return f"{user}@{socket.gethostname()} (pyagent cancel)"
+    return f"{user}@{socket.gethostname()} (pyagent jobs cancel)"
 
 
 def request_cancel(
@@ -64,7 +64,7 @@ def request_cancel(
 ) -> CancelResult:
     """Cancel JOB's current run (JOB: a job id, or an exact job name). With `wait` > 0,
     also wait that long for the running agent to let go of the run."""
-    with psycopg.connect(conninfo, autocommit=True, application_name="pyagent cancel") as conn:
+    with psycopg.connect(conninfo, autocommit=True, application_name="pyagent jobs cancel") as conn:
         matches = store.find_jobs(conn, job)
         if not matches:
             return CancelResult("unknown-job", f"no job {job!r} (by id or by name)")

@@ -1,9 +1,9 @@
-"""Command-line pieces of job control: the run command's options and `pyagent cancel`.
+"""Command-line pieces of job control: the run command's options (`pyagent jobs cancel` is in
+pyagent.jobs.cli).
 Imported by `pyagent.cli` only (the core never imports click code)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -131,36 +131,3 @@ def secrets_of(settings: ControlSettings) -> list[str]:
     if parts.query:
         found.append(parts.query)
     return found
-
-
-@click.command("cancel")
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    help="Seconds to wait for the running agent to stop the run (0: do not wait).",
-)
-@click.option("--who", help="How the cancel is signed in the step's output (default: user@host).")
-@click.argument("job")
-@click.argument("connect_string", nargs=-1)
-def cancel_command(job: str, connect_string: tuple[str, ...], wait: float, who: str | None) -> None:
-    """Cancel JOB's running run (JOB: job id or exact name), whichever agent runs it.
-
-    Exit status: 0 cancelled, 3 the job is not running (nothing changed), 1 error
-    (unknown or ambiguous job, no database). Will also be `pyagent jobs cancel`."""
-    from pyagent import envconfig
-    from pyagent.conninfo import mask_text
-    from pyagent.control.cancel import EXIT_ERROR, request_cancel
-
-    try:
-        conninfo = " ".join(connect_string).strip() or envconfig.conninfo_from_env()
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    try:
-        result = request_cancel(conninfo, job, who=who, wait=wait)
-    except Exception as exc:
-        click.echo(f"pyagent: cannot cancel: {mask_text(str(exc).strip())}", err=True)
-        sys.exit(EXIT_ERROR)
-    click.echo(result.message, err=result.exit_status == EXIT_ERROR)
-    sys.exit(result.exit_status)

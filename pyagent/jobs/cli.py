@@ -31,7 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CODES_HELP = f"""\b
 Exit status: 0 ok; {EXIT_FAILED} error (or the job run failed);
 2 bad usage; {EXIT_CHANGES} apply --dry-run found changes;
-{EXIT_TIMEOUT} run --wait timed out; {EXIT_NO_AGENT} run --wait: no live agent can run the job."""
+{EXIT_TIMEOUT} run --wait timed out; {EXIT_NO_AGENT} run --wait: no live agent can run the job;
+6 cancel: the job is not running (nothing changed)."""
 
 
 def db_option(func: F) -> F:
@@ -76,6 +77,7 @@ def jobs_group(ctx: click.Context) -> None:
       pyagent jobs run nightly-vacuum --wait    run now and wait for the result
       pyagent jobs history / logs RUN       past runs and their step output
       pyagent jobs enable|disable JOB...
+      pyagent jobs cancel nightly-vacuum    stop its running run, on whichever agent
     \b
     Jobs as code (see docs/jobs.md for the file format):
       pyagent jobs export --dir jobs/       one YAML file per job
@@ -192,6 +194,39 @@ def run_command(
     if as_json:
         _print(True, outcome.data, "")
     sys.exit(outcome.exit_code)
+
+
+@jobs_group.command("cancel", short_help="Stop a job's running run, on whichever agent runs it.")
+@click.argument("job")
+@db_option
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for the running agent to stop the run (0: do not wait).",
+)
+@click.option("--who", help="How the cancel is signed in the step's output (default: user@host).")
+@handle_errors
+def cancel_command(conninfo: str | None, job: str, wait: float, who: str | None) -> None:
+    """Cancel JOB's running run, whichever agent (on whichever host) runs it: a SQL step
+    is cancelled on the server, a batch step's process group is terminated, the step and
+    the run end 'd' (aborted) with an output saying who cancelled it and when, later steps
+    do not run, and the job goes back to its schedule (no retry).
+
+    \b
+    Exit status:
+      0  cancelled
+      1  unknown or ambiguous job, or no database
+      6  the job is not running: nothing was changed
+    The same from pgAdmin's query tool: one SQL statement (README, "Cancelling").
+    """
+    from pyagent.control.cancel import EXIT_ERROR, request_cancel
+
+    result = request_cancel(conninfo or "", job, who=who, wait=wait)
+    click.echo(result.message, err=result.exit_status == EXIT_ERROR)
+    sys.exit(result.exit_status)
 
 
 @jobs_group.command("history", short_help="Recent runs, newest first.")

@@ -42,7 +42,7 @@ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class cl
 
 -- name: missing_privileges
 -- Which of the privileges the agent needs (pyagent.privileges, passed as three parallel
--- arrays) the current role lacks (issue 12). Catalog reads only, so it also works for a role
+-- arrays) the current role lacks. Catalog reads only, so it also works for a role
 -- without USAGE on the schema: objects are found in pg_class/pg_proc, never by resolving
 -- `pgagent.x`, which would itself fail with "permission denied for schema". A function is
 -- named without its arguments: every function of that name is checked.
@@ -225,7 +225,7 @@ UPDATE pgagent.pga_jobsteplog
  WHERE jslid = %(jslid)s AND jslstatus = 'r'
 
 -- name: failed_step
--- For the warning a failed run gets (issue 12): the job's name and the run's last step log
+-- For the warning a failed run gets: the job's name and the run's last step log
 -- that did not succeed (none: NULL step columns).
 SELECT j.jobname, s.jstid, s.jstname, l.jslstatus, l.jslresult, l.jsloutput
   FROM pgagent.pga_job j

@@ -186,7 +186,7 @@ def test_bad_annotation_values_are_warned_about_and_the_run_still_happens(conn, 
 
 def cancel(db, job: str | int, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pyagent", "cancel", str(job), *args, db.dsn],
+        [sys.executable, "-m", "pyagent", "jobs", "cancel", str(job), *args, "-d", db.dsn],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -215,7 +215,7 @@ def test_cancel_a_sql_step_on_the_other_agent(db, conn, agents):
     [(name, status, result, output)] = step_logs(conn, job)
     assert (name, status, result) == ("1 sleeps", "d", -1)
     assert re.fullmatch(
-        r"Cancelled by \S+@\S+ \(pyagent cancel\) \(database user \w+\) at .+", output
+        r"Cancelled by \S+@\S+ \(pyagent jobs cancel\) \(database user \w+\) at .+", output
     )
     # Cancelled on the server, no later step, back to its schedule (none: no next run).
     sleeping = conn.execute(
@@ -255,7 +255,7 @@ def test_cancel_a_batch_step_on_the_other_agent(db, conn, agents, tmp_path):
 def test_cancel_of_a_job_that_is_not_running_changes_nothing(db, conn):
     job = make_job(conn, "idle", FAILING)
     done = cancel(db, job)
-    assert done.returncode == 3
+    assert done.returncode == 6
     assert "is not running: nothing changed" in done.stdout
     assert job_logs(conn, job) == []
     unknown = cancel(db, "no such job")
