@@ -4,7 +4,8 @@
 - `retry`: the release of a failed run that may bring its next run forward.
 - `cancel`: the cancel request (CLI and SQL) and the agent's watcher that acts on it.
 - `alerts`: the alert document and its delivery (webhook, command); imported only when set.
-- `history`: per-job last success / last failure metrics read from the run history.
+- `metrics`: per-job last success / last failure metrics read from the run history.
 - `runtime`: what the supervisor calls (side tasks, tracking of running jobs).
-- `cli`: the run command's options (imported by the CLI only); `pyagent jobs cancel` is in pyagent.jobs.cli.
+- `cli`: the run command's options (imported by the CLI only); `pyagent jobs cancel` is in
+  pyagent.jobs.cli.
 """
