@@ -7,7 +7,6 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from pyagent.conninfo import mask_conninfo
-from pyagent.control.options import ControlSettings
 
 LogFormat = Literal["text", "json"]
 BatchEnv = Literal["inherit", "clean"]
@@ -21,6 +20,28 @@ LOG_DEBUG = 2
 def default_station() -> str:
     """The host name pgAgent would use (gethostname), matched against jobhostagent."""
     return socket.gethostname()
+
+
+# A job with @RETRIES and no @RETRY_DELAY waits this long before its first retry.
+DEFAULT_RETRY_DELAY = 60.0
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The agent-wide job-control configuration (built by the CLI)."""
+
+    retries: int = 0
+    retry_delay: float = DEFAULT_RETRY_DELAY
+    # The webhook URL is a secret: never logged in full (see `safe_url`).
+    alert_webhook: str | None = None
+    alert_command: str | None = None
+    # Seconds one alert delivery attempt may take (webhook request, or the command).
+    alert_timeout: float = 10.0
+
+    @property
+    def alerts_enabled(self) -> bool:
+        return bool(self.alert_webhook or self.alert_command)
+
 
 
 @dataclass(frozen=True)

@@ -238,11 +238,10 @@ class JobRun:
         try:
             if self.current_jslid is not None:
                 await store.abort_step(self.current_jslid, self.abort_message)
-            # Retries: a failed run of a job with retries is released
-            # by release_with_retries, which may bring the next run forward; None = it did
-            # not apply, release the ordinary way.
+            # A failed run of a job with retries is released by release_with_retries, which
+            # may bring the next run forward; None: it did not apply, release the usual way.
             self.retry = await release_with_retries(
-                self.ctx, self.claim, self.jlgid, self.status, self.control
+                store, self.claim, self.jlgid, self.status, self.control, metrics=self.ctx.metrics
             )
             fallback = None
             if self.retry is None:

@@ -10,13 +10,9 @@ from typing import Any, TypeVar
 import click
 
 from pyagent.annotations import AnnotationError
-from pyagent.control.options import (
-    DEFAULT_RETRY_DELAY,
-    MAX_RETRIES,
-    ControlSettings,
-    parse_retry_delay,
-)
+from pyagent.control.options import MAX_RETRIES, parse_retry_delay
 from pyagent.envconfig import ALERT_WEBHOOK_VAR
+from pyagent.settings import DEFAULT_RETRY_DELAY, ControlSettings
 
 # Variables holding secrets: read once, then removed from the environment batch steps inherit.
 SECRET_VARS = (ALERT_WEBHOOK_VAR, ALERT_WEBHOOK_VAR + "_FILE")

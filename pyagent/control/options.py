@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pyagent.annotations import AnnotationError, parse_annotations, parse_duration
+from pyagent.settings import DEFAULT_RETRY_DELAY, ControlSettings
 
 _ZERO = re.compile(r"^0+(\.0*)?\s*(ms|s|m|h)?$", re.IGNORECASE)
 
 AlertPolicy = Literal["failure", "always", "never"]
 ALERT_POLICIES: tuple[AlertPolicy, ...] = ("failure", "always", "never")
 
-DEFAULT_RETRY_DELAY = 60.0
 # The doubling stops here: a job that keeps failing is retried at most hourly.
 MAX_RETRY_DELAY = 3600.0
 # More retries than this is a typo, not a policy.
@@ -32,23 +32,6 @@ MAX_RETRIES = 100
 RETRIES = "RETRIES"
 RETRY_DELAY = "RETRY_DELAY"
 ALERT = "ALERT"
-
-
-@dataclass(frozen=True)
-class ControlSettings:
-    """The agent-wide job-control configuration (built by the CLI)."""
-
-    retries: int = 0
-    retry_delay: float = DEFAULT_RETRY_DELAY
-    # The webhook URL is a secret: never logged in full (see `safe_url`).
-    alert_webhook: str | None = None
-    alert_command: str | None = None
-    # Seconds one alert delivery attempt may take (webhook request, or the command).
-    alert_timeout: float = 10.0
-
-    @property
-    def alerts_enabled(self) -> bool:
-        return bool(self.alert_webhook or self.alert_command)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from pyagent.store import control as store
 from pyagent.store.connections import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
-    from pyagent.agent.jobrun import JobContext
+    from pyagent.ops.metrics import Metrics
+    from pyagent.store.agent_store import AgentStore
     from pyagent.store.records import Claim
 
 
@@ -56,11 +57,13 @@ def wants_retry_release(status: str, jlgid: int | None, options: JobControlOptio
 
 
 async def release_with_retries(
-    ctx: JobContext,
+    agent_store: AgentStore,
     claim: Claim,
     jlgid: int | None,
     status: str,
     options: JobControlOptions | None,
+    *,
+    metrics: Metrics | None = None,
 ) -> RetryOutcome | None:
     """Release a failed run of a job with retries; None when this path does not apply or
     could not complete (the caller then releases the ordinary way)."""
@@ -68,7 +71,7 @@ async def release_with_retries(
         return None
     assert jlgid is not None and options is not None
     log = get_logger()
-    give_up = ctx.store.control.give_up
+    give_up = agent_store.control.give_up
     letter = str(getattr(status, "value", status))
     decided: list[RetryDecision | None] = []
 
@@ -81,13 +84,13 @@ async def release_with_retries(
     while True:
         decided.clear()
         try:
-            async with ctx.store.control.pool.connection() as conn:
+            async with agent_store.control.pool.connection() as conn:
                 released = await store.release_failed_run(
                     conn,
                     job_id=claim.job_id,
                     jlgid=jlgid,
                     status=letter,
-                    pids=sorted({ctx.store.pid or 0, claim.agent_pid}),
+                    pids=sorted({agent_store.pid or 0, claim.agent_pid}),
                     claimed_nextrun=claim.claimed_nextrun,
                     retry_delay=retry_delay,
                 )
@@ -106,12 +109,12 @@ async def release_with_retries(
     if released is None:
         return None
     decision = decided[-1] if decided else None
-    _report(ctx, claim.job_id, jlgid, released, decision)
+    _report(metrics, claim.job_id, jlgid, released, decision)
     return RetryOutcome(decision, released.retried, released.next_run)
 
 
 def _report(
-    ctx: JobContext,
+    metrics: Metrics | None,
     job_id: int,
     jlgid: int,
     released: store.FailedRunRelease,
@@ -131,15 +134,15 @@ def _report(
     fields |= {"attempt": decision.attempt, "retries": decision.retries}
     from pyagent.control.metrics import control_metrics
 
-    metrics = control_metrics(ctx.metrics)
+    counters = control_metrics(metrics)
     if not decision.retrying:
         log.warning(
             f"job {job_id} failed; its {decision.retries} retries are used up: "
             f"back to its schedule (next run {released.next_run})",
             **fields,
         )
-        if metrics is not None:
-            metrics.retries_exhausted.inc()
+        if counters is not None:
+            counters.retries_exhausted.inc()
         return
     assert decision.delay is not None
     fields["retry_delay_seconds"] = decision.delay
@@ -149,8 +152,8 @@ def _report(
             f"in {format_delay(decision.delay)}",
             **fields,
         )
-        if metrics is not None:
-            metrics.retries_scheduled.inc()
+        if counters is not None:
+            counters.retries_scheduled.inc()
     else:
         log.warning(
             f"job {job_id} failed; retry {decision.attempt} of {decision.retries} "

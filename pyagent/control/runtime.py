@@ -13,7 +13,7 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
@@ -22,16 +22,27 @@ from pyagent.store.agent_store import AgentStore
 from pyagent.store.connections import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
-    from pyagent.agent.jobrun import JobRun
     from pyagent.control.alerts import AlertDispatcher
     from pyagent.control.metrics import ControlMetrics
+    from pyagent.control.options import JobControlOptions
+    from pyagent.control.retry import RetryOutcome
     from pyagent.ops.metrics import Metrics
-    from pyagent.store.records import Claim
+    from pyagent.store.records import Claim, RunStatus
 
 # How often an agent running jobs looks for cancel requests.
 CANCEL_CHECK_INTERVAL = 1.0
 # How often the per-job run-history gauges are refreshed (only with --http).
 HISTORY_REFRESH = 30.0
+
+class TrackedRun(Protocol):
+    """What job control reads and sets on a running job (pyagent.agent.jobrun.JobRun)."""
+
+    jlgid: int | None
+    abort_message: str
+    status: RunStatus
+    control: JobControlOptions | None
+    retry: RetryOutcome | None
+
 
 Supervise = Callable[[str, Callable[[], Awaitable[None]]], Coroutine[Any, Any, None]]
 
@@ -39,7 +50,7 @@ Supervise = Callable[[str, Callable[[], Awaitable[None]]], Coroutine[Any, Any, N
 @dataclass
 class _Tracked:
     claim: Claim
-    run: JobRun
+    run: TrackedRun
     task: asyncio.Task[Any]
     cancel_message: str | None = None
 
@@ -96,7 +107,7 @@ class JobControl:
             self.log.debug(f"Alerts go to {self.alerts.target}")
         return tasks
 
-    def track(self, claim: Claim, run: JobRun, task: asyncio.Task[Any]) -> None:
+    def track(self, claim: Claim, run: TrackedRun, task: asyncio.Task[Any]) -> None:
         """A job run started."""
         tracked = _Tracked(claim, run, task)
         self._tracked[claim.job_id] = tracked

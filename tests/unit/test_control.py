@@ -19,13 +19,13 @@ from pyagent.control.alerts import (
 )
 from pyagent.control.options import (
     MAX_RETRY_DELAY,
-    ControlSettings,
     JobControlOptions,
     backoff_delay,
     decide_retry,
     format_delay,
     job_control_options,
 )
+from pyagent.settings import ControlSettings
 from pyagent.store.control import RunReport
 
 DEFAULTS = ControlSettings()
