@@ -116,22 +116,17 @@ def build_alert(
     webhooks (Slack, Mattermost, Rocket.Chat, ...) show as the message as it is."""
     output = (report.step_output or "").strip()
     status_text = STATUS_WORDS.get(report.status, report.status)
-    summary = (
-        f'pyagent: job {job_id} "{report.job_name}" {status_text}'
-        f" (run {run_id} on {station}, {_duration_text(report.duration)})"
-    )
-    if event == "recovered":
-        summary = summary.replace(" succeeded", " recovered: succeeded", 1) + " after failing"
     failing_step = event in ("failure", "aborted") and report.step_name is not None
-    if failing_step:
-        summary += f'. Step "{report.step_name}"'
-        if report.step_result is not None:
-            summary += f" result {report.step_result}"
-    if retry is not None and event == "failure":
-        if retry.retrying:
-            summary += f". Retry {retry.attempt} of {retry.retries} at {_iso(retry.next_run)}"
-        else:
-            summary += f". Its {retry.retries} retries are used up"
+    summary = _summary(
+        event,
+        job_id=job_id,
+        run_id=run_id,
+        report=report,
+        station=station,
+        status_text=status_text,
+        failing_step=failing_step,
+        retry=retry,
+    )
     text = summary + "."
     if failing_step and output:
         excerpt = output[:SUMMARY_OUTPUT_CHARS]
@@ -150,27 +145,61 @@ def build_alert(
         "duration_seconds": report.duration,
         "station": station,
         "agent_pid": agent_pid,
-        "step": (
-            {
-                "name": report.step_name,
-                "status": report.step_status,
-                "result": report.step_result,
-                "output": output[:OUTPUT_CHARS],
-            }
-            if report.step_name is not None
-            else None
-        ),
-        "retry": (
-            None
-            if retry is None
-            else {
-                "attempt": retry.attempt,
-                "retries": retry.retries,
-                "retrying": retry.retrying,
-                "next_run": _iso(retry.next_run),
-            }
-        ),
+        "step": _step_part(report, output),
+        "retry": _retry_part(retry),
         "previous_status": report.previous_status,
+    }
+
+
+def _summary(
+    event: AlertEvent,
+    *,
+    job_id: int,
+    run_id: int,
+    report: RunReport,
+    station: str,
+    status_text: str,
+    failing_step: bool,
+    retry: RetryNote | None,
+) -> str:
+    """One line: the job, what happened, where, how long; the failing step; the retry."""
+    summary = (
+        f'pyagent: job {job_id} "{report.job_name}" {status_text}'
+        f" (run {run_id} on {station}, {_duration_text(report.duration)})"
+    )
+    if event == "recovered":
+        summary = summary.replace(" succeeded", " recovered: succeeded", 1) + " after failing"
+    if failing_step:
+        summary += f'. Step "{report.step_name}"'
+        if report.step_result is not None:
+            summary += f" result {report.step_result}"
+    if retry is not None and event == "failure":
+        if retry.retrying:
+            summary += f". Retry {retry.attempt} of {retry.retries} at {_iso(retry.next_run)}"
+        else:
+            summary += f". Its {retry.retries} retries are used up"
+    return summary
+
+
+def _step_part(report: RunReport, output: str) -> dict[str, Any] | None:
+    if report.step_name is None:
+        return None
+    return {
+        "name": report.step_name,
+        "status": report.step_status,
+        "result": report.step_result,
+        "output": output[:OUTPUT_CHARS],
+    }
+
+
+def _retry_part(retry: RetryNote | None) -> dict[str, Any] | None:
+    if retry is None:
+        return None
+    return {
+        "attempt": retry.attempt,
+        "retries": retry.retries,
+        "retrying": retry.retrying,
+        "next_run": _iso(retry.next_run),
     }
 
 
