@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from croniter import CroniterError
 from croniter import croniter as _croniter
@@ -46,6 +47,21 @@ class CronError(ValueError):
     """A cron expression that is invalid, or that pgAgent cannot express."""
 
 
+class _Arrays(Protocol):
+    """Anything that has pga_schedule's five arrays."""
+
+    @property
+    def minutes(self) -> Flags: ...
+    @property
+    def hours(self) -> Flags: ...
+    @property
+    def weekdays(self) -> Flags: ...
+    @property
+    def monthdays(self) -> Flags: ...
+    @property
+    def months(self) -> Flags: ...
+
+
 @dataclass(frozen=True)
 class Fields:
     """The five arrays of one pgAgent schedule (pga_schedule's layout, 0-based)."""
@@ -59,6 +75,11 @@ class Fields:
     @classmethod
     def any(cls) -> Fields:
         return cls(*(tuple([False] * LENGTHS[k]) for k in _ORDER))
+
+    @classmethod
+    def of(cls, row: _Arrays) -> Fields:
+        """The arrays of a schedule row (or of the values to write into one)."""
+        return cls(row.minutes, row.hours, row.weekdays, row.monthdays, row.months)
 
     def get(self, kind: str) -> Flags:
         value: Flags = getattr(self, kind)

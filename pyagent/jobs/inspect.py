@@ -9,8 +9,9 @@ from typing import Any
 from pyagent import schedule as pyschedule
 from pyagent.jobs import cron
 from pyagent.jobs.annot import job_fields, step_fields
-from pyagent.jobs.common import JobsError, Zone, find_job
+from pyagent.jobs.common import JobsError, Zone, by_job, find_job
 from pyagent.jobs.render import duration, indent, seconds, shorten, table
+from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -24,12 +25,8 @@ from pyagent.store.records import RunStatus
 FAILED = (RunStatus.FAILED, RunStatus.ABORTED, RunStatus.INTERNAL_ERROR)
 
 
-def fields_of(sched: ScheduleRecord) -> cron.Fields:
-    return cron.Fields(sched.minutes, sched.hours, sched.weekdays, sched.monthdays, sched.months)
-
-
 def schedule_summary(sched: ScheduleRecord) -> dict[str, Any]:
-    fields = fields_of(sched)
+    fields = cron.Fields.of(sched)
     return {
         "name": sched.name,
         "enabled": sched.enabled,
@@ -98,9 +95,7 @@ def list_jobs(
         jobs = [j for j in jobs if j.agent_pid is not None]
     if disabled:
         jobs = [j for j in jobs if not j.enabled]
-    schedules: dict[int, list[ScheduleRecord]] = {}
-    for sched in catalog.schedules([j.jobid for j in jobs]):
-        schedules.setdefault(sched.jobid, []).append(sched)
+    schedules = by_job(catalog.schedules([j.jobid for j in jobs]))
     data = []
     rows = []
     for job in jobs:
@@ -160,10 +155,10 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
         "id": step.jstid,
         "name": step.name,
         "enabled": step.enabled,
-        "kind": "sql" if step.kind.value == "s" else "batch",
+        "kind": KIND_WORD[step.kind],
         "database": step.dbname or None,
         "connection": step.connstr or None,
-        "on_error": {"f": "fail", "s": "succeed", "i": "ignore"}[step.onerror.value],
+        "on_error": ON_ERROR_WORD[step.onerror],
         "description": comment,
         "annotations": annotations,
         "code": step.code,
@@ -171,7 +166,7 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
 
 
 def _schedule_data(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
-    fields = fields_of(sched)
+    fields = cron.Fields.of(sched)
     return {
         "id": sched.jscid,
         "name": sched.name,
@@ -179,10 +174,7 @@ def _schedule_data(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
         "description": sched.desc,
         "cron": cron.to_cron(fields),
         "words": cron.describe(fields),
-        "native": {
-            kind: cron.format_native(kind, fields.get(kind))
-            for kind in ("minutes", "hours", "weekdays", "monthdays", "months")
-        },
+        "native": {kind: cron.format_native(kind, fields.get(kind)) for kind in NATIVE_FIELDS},
         "start": zone.iso(sched.start),
         "end": zone.iso(sched.end),
         "exceptions": [

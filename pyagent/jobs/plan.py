@@ -17,7 +17,11 @@ from datetime import date, datetime, time
 from typing import Any
 
 from pyagent.jobs import annot, cron
+from pyagent.jobs.common import by_job
 from pyagent.jobs.spec import (
+    KIND_WORD,
+    NATIVE_FIELDS,
+    ON_ERROR_WORD,
     JobSpec,
     Problem,
     ScheduleSpec,
@@ -37,9 +41,6 @@ from pyagent.store.catalog import (
 )
 
 ExceptionKey = tuple[date | None, time | None]
-NATIVE = ("minutes", "hours", "weekdays", "monthdays", "months")
-KIND_WORD = {"s": "sql", "b": "batch"}
-ONERROR_WORD = {"f": "fail", "s": "succeed", "i": "ignore"}
 
 
 @dataclass
@@ -201,13 +202,7 @@ def _pairs(
 def _step_words(values: StepValues) -> str:
     where = values.dbname and f"database {values.dbname}"
     where = where or (values.connstr and "connection string") or "shell"
-    return f"{KIND_WORD[values.kind.value]}, {where}, on error {ONERROR_WORD[values.onerror.value]}"
-
-
-def _fields_of(values: ScheduleValues | ScheduleRecord) -> cron.Fields:
-    return cron.Fields(
-        values.minutes, values.hours, values.weekdays, values.monthdays, values.months
-    )
+    return f"{KIND_WORD[values.kind]}, {where}, on error {ON_ERROR_WORD[values.onerror]}"
 
 
 def _schedule_words(fields: cron.Fields) -> str:
@@ -218,15 +213,13 @@ def _schedule_words(fields: cron.Fields) -> str:
 def _step_diff(old: StepRecord, new: StepValues) -> list[str]:
     out: list[str] = []
     if old.kind != new.kind:
-        out.append(f"kind: {KIND_WORD[old.kind.value]} -> {KIND_WORD[new.kind.value]}")
+        out.append(f"kind: {KIND_WORD[old.kind]} -> {KIND_WORD[new.kind]}")
     if old.dbname != new.dbname:
         out.append(f"database: {_show(old.dbname or None)} -> {_show(new.dbname or None)}")
     if old.connstr != new.connstr:
         out.append("connection: changed")
     if old.onerror != new.onerror:
-        out.append(
-            f"on_error: {ONERROR_WORD[old.onerror.value]} -> {ONERROR_WORD[new.onerror.value]}"
-        )
+        out.append(f"on_error: {ON_ERROR_WORD[old.onerror]} -> {ON_ERROR_WORD[new.onerror]}")
     if old.enabled != new.enabled:
         out.append(f"enabled: {old.enabled} -> {new.enabled}")
     if old.desc != new.desc:
@@ -251,13 +244,13 @@ def _schedule_diff(
         out.extend(_text_diff("description", old.desc, new.desc))
     if old.enabled != new.enabled:
         out.append(f"enabled: {old.enabled} -> {new.enabled}")
-    old_f, new_f = _fields_of(old), _fields_of(new)
+    old_f, new_f = cron.Fields.of(old), cron.Fields.of(new)
     if old_f != new_f:
         old_cron, new_cron = cron.to_cron(old_f), cron.to_cron(new_f)
         if old_cron and new_cron:
             out.append(f"cron: {old_cron!r} -> {new_cron!r}")
         else:
-            for kind in NATIVE:
+            for kind in NATIVE_FIELDS:
                 a, b = old_f.get(kind), new_f.get(kind)
                 if a != b:
                     out.append(
@@ -408,12 +401,8 @@ def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Pla
     existing_jobs = catalog.jobs()
     by_name = {job.name: job for job in existing_jobs}
     matched_ids = [by_name[s.name].jobid for s in specs if s.name in by_name]
-    steps: dict[int, list[StepRecord]] = {}
-    for step in catalog.steps(matched_ids):
-        steps.setdefault(step.jobid, []).append(step)
-    schedules: dict[int, list[ScheduleRecord]] = {}
-    for sched in catalog.schedules(matched_ids):
-        schedules.setdefault(sched.jobid, []).append(sched)
+    steps = by_job(catalog.steps(matched_ids))
+    schedules = by_job(catalog.schedules(matched_ids))
     default_class = min(context.class_names) if context.class_names else 1
 
     plan = Plan(changes=[], unchanged=[])
@@ -465,7 +454,7 @@ def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> Non
         details.append("marked @MANAGED_BY=pyagent; in its comment")
     details += [f"+ step {v.name!r} ({_step_words(v)})" for v in step_values]
     details += [
-        f"+ schedule {v.name!r} ({_schedule_words(_fields_of(v))})" for v, _ in sched_values
+        f"+ schedule {v.name!r} ({_schedule_words(cron.Fields.of(v))})" for v, _ in sched_values
     ]
     plan.changes.append(JobChange("create", spec.name, None, details))
 
@@ -597,7 +586,7 @@ def _update_schedules(
         edits.ops.append((DELETE_CHILDREN, _schedule_deleter(sched_old.jscid)))
     for sched_spec in new_scheds:
         sched_new = _schedule_values(context, sched_spec, None)
-        words = _schedule_words(_fields_of(sched_new))
+        words = _schedule_words(cron.Fields.of(sched_new))
         edits.details.append(f"+ schedule {sched_new.name!r} ({words})")
         edits.ops.append((INSERT, _schedule_inserter(jobid, sched_new, sched_spec)))
 
@@ -629,7 +618,7 @@ def _same_schedule_row(old: ScheduleRecord, new: ScheduleValues) -> bool:
     return (
         old.desc == new.desc
         and old.enabled == new.enabled
-        and _fields_of(old) == _fields_of(new)
+        and cron.Fields.of(old) == cron.Fields.of(new)
         and (new.start is None or new.start == old.start)
         and old.end == new.end
     )

@@ -59,6 +59,8 @@ SCHEDULE_FIELDS = (
 )
 KINDS = {"sql": StepKind.SQL, "batch": StepKind.BATCH}
 ON_ERROR = {"fail": OnError.FAIL, "succeed": OnError.SUCCEED, "ignore": OnError.IGNORE}
+KIND_WORD = {kind: word for word, kind in KINDS.items()}
+ON_ERROR_WORD = {on_error: word for word, on_error in ON_ERROR.items()}
 WEEKDAY_SUFFIX = " (weekdays)"
 
 
