@@ -24,6 +24,8 @@ from typing import Protocol
 from croniter import CroniterError
 from croniter import croniter as _croniter
 
+from pyagent.schedule import ranges
+
 Flags = tuple[bool, ...]
 
 MINUTES, HOURS, WEEKDAYS, MONTHDAYS, MONTHS = "minutes", "hours", "weekdays", "monthdays", "months"
@@ -215,23 +217,10 @@ def _clean_croniter_message(message: str) -> str:
 
 
 def _compress(indexes: list[int], label: Sequence[str] | None = None, base: int = 0) -> str:
-    """1,2,3,5 -> 1-3,5 (runs of three or more become ranges)."""
-    parts: list[str] = []
-    i = 0
-
-    def name(k: int) -> str:
-        return label[k] if label is not None else str(k + base)
-
-    while i < len(indexes):
-        j = i
-        while j + 1 < len(indexes) and indexes[j + 1] == indexes[j] + 1:
-            j += 1
-        if j - i >= 2:
-            parts.append(f"{name(indexes[i])}-{name(indexes[j])}")
-        else:
-            parts.extend(name(indexes[k]) for k in range(i, j + 1))
-        i = j + 1
-    return ",".join(parts)
+    """1,2,3,5 -> 1-3,5 (runs of three or more become ranges); numbers shown from `base`."""
+    if label is not None:
+        return ranges(indexes, label)
+    return ranges([k + base for k in indexes])
 
 
 def _step_form(indexes: list[int], length: int) -> str | None:
