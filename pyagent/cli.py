@@ -232,9 +232,6 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
 
     Without a connect string the connection comes from the environment (PYAGENT_CONNINFO,
     PGAGENT_*/POSTGRES_*, then libpq's PG* variables and ~/.pgpass)."""
-    from pyagent import envconfig
-    from pyagent.settings import Settings
-
     pgagent_form = bool((ctx.obj or {}).get(_PGAGENT_FORM))
     if pgagent_form and not connect_string and _HIDDEN_CONNINFO_ENV not in os.environ:
         # Like pgagent: the connect string is required; only `pyagent run` reads the
@@ -246,12 +243,31 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
         )
         click.echo(PGAGENT_USAGE, err=True)
         sys.exit(2)
+    _idle_unless_enabled()
+    settings = _run_settings(_run_conninfo(connect_string), options)
+    # Only the pgagent form detaches (without -f), as pgagent does; `pyagent run` is the
+    # entrypoint of containers and systemd units and always stays in the foreground.
+    _start(settings, foreground=options["foreground"] or not pgagent_form)
+
+
+def _idle_unless_enabled() -> None:
+    """Stay idle (never connect) while the environment disables the agent."""
+    from pyagent import envconfig
+
     try:
         enabled = envconfig.enabled_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if not enabled:
         _idle_while_disabled()
+
+
+def _run_conninfo(connect_string: tuple[str, ...]) -> str:
+    """The connect string to run with: the one a re-exec hid, the arguments, or the
+    environment. Removes pyagent's secrets from the environment; re-executes (and does
+    not return) when the arguments hold a password."""
+    from pyagent import envconfig
+
     hidden = os.environ.pop(_HIDDEN_CONNINFO_ENV, None)
     from_argv = _join_conninfo(connect_string)
     try:
@@ -272,8 +288,15 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
         ) from exc
     if hidden is None and from_argv and ci.secrets_of(conninfo):
         _reexec_without_password(conninfo)
+    return conninfo
+
+
+def _run_settings(conninfo: str, options: dict[str, Any]) -> Any:
+    """`pyagent run`'s options as the agent's Settings."""
+    from pyagent.settings import Settings
+
     station = options["station"]
-    settings = Settings(
+    return Settings(
         conninfo=conninfo,
         poll_interval=float(options["poll"]),
         retry_interval=float(options["retry"]),
@@ -294,9 +317,6 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
         control=control,
         **({"station": station} if station else {}),
     )
-    # Only the pgagent form detaches (without -f), as pgagent does; `pyagent run` is the
-    # entrypoint of containers and systemd units and always stays in the foreground.
-    _start(settings, foreground=options["foreground"] or not pgagent_form)
 
 
 _CONFIG_SECRETS = tuple(

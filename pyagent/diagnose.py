@@ -134,75 +134,95 @@ def describe(exc: BaseException) -> Diagnosis:
     return _server_error(exc, sqlstate, cause, low)
 
 
+def _any_of(*needles: str) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(needle) for needle in needles))
+
+
+# Why a connection could not be made -> the fix, and whether it is transient; the first
+# pattern found in the lower-cased message wins. In a fix, {role}, {name} and {database}
+# stand for the first name the message quotes ({role} and {database} with a placeholder
+# when it quotes none), {doc} for PRIVILEGES_DOC.
+_CONNECTION_FIXES: tuple[tuple[re.Pattern[str], str, bool], ...] = (
+    (
+        _any_of("password authentication failed", "authentication failed"),
+        "check the password of role {role} (in the connect string, PGPASSWORD or ~/.pgpass);"
+        " if the role does not exist yet, create it (README, Quick start)",
+        False,
+    ),
+    (
+        _any_of("no password supplied", "password is required"),
+        "give the password (in the connect string, PGPASSWORD or ~/.pgpass)",
+        False,
+    ),
+    (
+        re.compile(r'role "[^"]*" does not exist'),
+        "create the role: CREATE ROLE {name} LOGIN PASSWORD '...'; then grant it"
+        " the agent's privileges ({doc}), or fix user= in the connect string",
+        False,
+    ),
+    (
+        re.compile(r'database "[^"]*" does not exist'),
+        "fix dbname= in the connect string: the database that holds the pgagent schema"
+        " (pgAdmin's maintenance database, usually postgres)",
+        False,
+    ),
+    (
+        _any_of("no pg_hba.conf entry"),
+        "add a matching line to the server's pg_hba.conf and reload it (SELECT pg_reload_conf())",
+        False,
+    ),
+    (_any_of("not permitted to log in"), "ALTER ROLE {role} LOGIN;", False),
+    (
+        _any_of("permission denied for database"),
+        "GRANT CONNECT ON DATABASE {database} TO <the agent's role>;",
+        False,
+    ),
+    (
+        _any_of("too many c", "remaining connection slots"),
+        "the server is at max_connections: raise it, or lower --max-connections-per-target"
+        " and --max-jobs",
+        True,
+    ),
+    (_any_of("starting up", "shutting down", "in recovery mode"), "wait for the server", True),
+    (
+        _any_of("could not translate host name", "name or service not known"),
+        "fix host= in the connect string (or PGHOST)",
+        True,
+    ),
+    (
+        _any_of(
+            "connection refused",
+            "no such file or directory",
+            "timeout expired",
+            "could not connect",
+            "server closed the connection",
+            "no route to host",
+            "network is unreachable",
+            "terminating connection",
+            "consuming input failed",
+            "the connection is lost",
+            "connection is closed",
+            "the listening connection was lost",
+            "no service connection",
+        ),
+        "start PostgreSQL, or fix host= and port= in the connect string",
+        True,
+    ),
+)
+
+
 def _connection_failure(cause: str, low: str) -> Diagnosis:
     """The connection could not be made: libpq's or the server's reason."""
     name = _first_quoted(cause[cause.find(" failed: ") :] if " failed: " in cause else cause)
-    if "password authentication failed" in low or "authentication failed" in low:
-        return Diagnosis(
-            cause,
-            f"check the password of role {name or '<role>'} (in the connect string,"
-            " PGPASSWORD or ~/.pgpass); if the role does not exist yet, create it"
-            " (README, Quick start)",
-        )
-    if "no password supplied" in low or "password is required" in low:
-        return Diagnosis(
-            cause, "give the password (in the connect string, PGPASSWORD or ~/.pgpass)"
-        )
-    if re.search(r'role "[^"]*" does not exist', low):
-        return Diagnosis(
-            cause,
-            f"create the role: CREATE ROLE {name} LOGIN PASSWORD '...'; then grant it"
-            f" the agent's privileges ({PRIVILEGES_DOC}), or fix user= in the connect string",
-        )
-    if re.search(r'database "[^"]*" does not exist', low):
-        return Diagnosis(
-            cause,
-            "fix dbname= in the connect string: the database that holds the pgagent schema"
-            " (pgAdmin's maintenance database, usually postgres)",
-        )
-    if "no pg_hba.conf entry" in low:
-        return Diagnosis(
-            cause,
-            "add a matching line to the server's pg_hba.conf and reload it"
-            " (SELECT pg_reload_conf())",
-        )
-    if "not permitted to log in" in low:
-        return Diagnosis(cause, f"ALTER ROLE {name or '<role>'} LOGIN;")
-    if "permission denied for database" in low:
-        return Diagnosis(
-            cause, f"GRANT CONNECT ON DATABASE {name or '<database>'} TO <the agent's role>;"
-        )
-    if "too many c" in low or "remaining connection slots" in low:
-        return Diagnosis(
-            cause,
-            "the server is at max_connections: raise it, or lower --max-connections-per-target"
-            " and --max-jobs",
-            transient=True,
-        )
-    if "starting up" in low or "shutting down" in low or "in recovery mode" in low:
-        return Diagnosis(cause, "wait for the server", transient=True)
-    if "could not translate host name" in low or "name or service not known" in low:
-        return Diagnosis(cause, "fix host= in the connect string (or PGHOST)", transient=True)
-    if (
-        "connection refused" in low
-        or "no such file or directory" in low
-        or "timeout expired" in low
-        or "could not connect" in low
-        or "server closed the connection" in low
-        or "no route to host" in low
-        or "network is unreachable" in low
-        or "terminating connection" in low
-        or "consuming input failed" in low
-        or "the connection is lost" in low
-        or "connection is closed" in low
-        or "the listening connection was lost" in low
-        or "no service connection" in low
-    ):
-        return Diagnosis(
-            cause,
-            "start PostgreSQL, or fix host= and port= in the connect string",
-            transient=True,
-        )
+    for pattern, fix, transient in _CONNECTION_FIXES:
+        if pattern.search(low):
+            text = fix.format(
+                role=name or "<role>",
+                name=name,
+                database=name or "<database>",
+                doc=PRIVILEGES_DOC,
+            )
+            return Diagnosis(cause, text, transient=transient)
     return Diagnosis(cause, "", transient=True)
 
 

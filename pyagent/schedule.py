@@ -318,7 +318,9 @@ def next_run_for_schedules(
     return min(runs) if runs else None
 
 
-def _ranges(indexes: Sequence[int], names: Sequence[str] | None = None) -> str:
+def ranges(indexes: Sequence[int], names: Sequence[str] | None = None) -> str:
+    """Sorted indexes as text: 1,2,3,5 -> 1-3,5 (runs of three or more become ranges),
+    each index written as names[index] when names are given."""
     parts: list[str] = []
     i = 0
     while i < len(indexes):
@@ -358,17 +360,17 @@ def _describe(spec: ScheduleSpec) -> str:
     if not minutes and not hours:
         parts.append("every minute")
     else:
-        parts.append(f"minute {_ranges(minutes)}" if minutes else "every minute")
-        parts.append(f"of hour {_ranges(hours)}" if hours else "of every hour")
+        parts.append(f"minute {ranges(minutes)}" if minutes else "every minute")
+        parts.append(f"of hour {ranges(hours)}" if hours else "of every hour")
     if weekdays:
-        parts.append(f"on {_ranges(weekdays, _DAY_NAMES)}")
+        parts.append(f"on {ranges(weekdays, _DAY_NAMES)}")
     if days:
-        text = _ranges([d + 1 for d in days if d < 31])
+        text = ranges([d + 1 for d in days if d < 31])
         if 31 in days:
             text = f"{text},last" if text else "last"
         parts.append(f"on day {text}")
     if months:
-        parts.append(f"in {_ranges(months, _MONTH_NAMES)}")
+        parts.append(f"in {ranges(months, _MONTH_NAMES)}")
     parts.append(f"from {spec.start.isoformat(timespec='minutes')}")
     if spec.end is not None:
         parts.append(f"until {spec.end.isoformat(timespec='minutes')}")

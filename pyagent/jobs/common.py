@@ -4,11 +4,11 @@ a job by id or name, and the database session's time zone."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import click
 import psycopg
@@ -154,3 +154,19 @@ def find_job(catalog: Catalog, ident: str) -> JobRecord:
             "give the id instead"
         )
     return catalog.jobs(ids)[0]
+
+
+class _OfAJob(Protocol):
+    @property
+    def jobid(self) -> int: ...
+
+
+Row = TypeVar("Row", bound=_OfAJob)
+
+
+def by_job(rows: Iterable[Row]) -> dict[int, list[Row]]:
+    """Catalogue rows (steps, schedules) grouped by their job's id, in the order given."""
+    grouped: dict[int, list[Row]] = {}
+    for row in rows:
+        grouped.setdefault(row.jobid, []).append(row)
+    return grouped

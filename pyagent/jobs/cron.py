@@ -19,9 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from croniter import CroniterError
 from croniter import croniter as _croniter
+
+from pyagent.schedule import ranges
 
 Flags = tuple[bool, ...]
 
@@ -46,6 +49,21 @@ class CronError(ValueError):
     """A cron expression that is invalid, or that pgAgent cannot express."""
 
 
+class _Arrays(Protocol):
+    """Anything that has pga_schedule's five arrays."""
+
+    @property
+    def minutes(self) -> Flags: ...
+    @property
+    def hours(self) -> Flags: ...
+    @property
+    def weekdays(self) -> Flags: ...
+    @property
+    def monthdays(self) -> Flags: ...
+    @property
+    def months(self) -> Flags: ...
+
+
 @dataclass(frozen=True)
 class Fields:
     """The five arrays of one pgAgent schedule (pga_schedule's layout, 0-based)."""
@@ -59,6 +77,11 @@ class Fields:
     @classmethod
     def any(cls) -> Fields:
         return cls(*(tuple([False] * LENGTHS[k]) for k in _ORDER))
+
+    @classmethod
+    def of(cls, row: _Arrays) -> Fields:
+        """The arrays of a schedule row (or of the values to write into one)."""
+        return cls(row.minutes, row.hours, row.weekdays, row.monthdays, row.months)
 
     def get(self, kind: str) -> Flags:
         value: Flags = getattr(self, kind)
@@ -83,27 +106,47 @@ _HASH = re.compile(r"(^|[,/-])h($|[(,/-])")
 _NEAREST_WEEKDAY = re.compile(r"\d\s*w|w\s*\d|^w$|lw")
 
 
+_FIELD_COUNT_PROBLEMS = {
+    6: "6 fields: pgAgent schedules have minute resolution, there is no seconds field",
+    7: "7 fields: pgAgent schedules have no year field (use start and end)",
+}
+_NTH_WEEKDAY = "'#' (nth weekday of the month) cannot be expressed as a pgAgent schedule"
+
+
 def from_cron(expression: str) -> list[Fields]:
     """The pgAgent schedules (one, or two for cron's day-of-month OR day-of-week rule)
     that fire exactly when the cron expression does. Raises CronError with the reason."""
+    text = _without_macro(expression)
+    _refuse_inexpressible(text.split(" "))
+    try:
+        expanded, nth = _croniter.expand(text)
+    except (CroniterError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise CronError(_clean_croniter_message(str(exc))) from None
+    if nth:
+        raise CronError(_NTH_WEEKDAY)
+    return _schedules_of(expanded)
+
+
+def _without_macro(expression: str) -> str:
+    """The expression with single spaces, in lower case, a macro (@daily, ...) written out."""
     text = " ".join(str(expression).split()).lower()
     if not text:
         raise CronError("empty cron expression")
-    if text.startswith("@"):
-        if text == "@reboot":
-            raise CronError(
-                "@reboot means 'when the agent starts'; pgAgent schedules have no such time"
-            )
-        if text not in MACROS:
-            raise CronError(f"unknown macro {expression!r} (known: {', '.join(MACROS)})")
-        text = MACROS[text]
-    parts = text.split(" ")
-    if len(parts) == 6:
+    if not text.startswith("@"):
+        return text
+    if text == "@reboot":
         raise CronError(
-            "6 fields: pgAgent schedules have minute resolution, there is no seconds field"
+            "@reboot means 'when the agent starts'; pgAgent schedules have no such time"
         )
-    if len(parts) == 7:
-        raise CronError("7 fields: pgAgent schedules have no year field (use start and end)")
+    if text not in MACROS:
+        raise CronError(f"unknown macro {expression!r} (known: {', '.join(MACROS)})")
+    return MACROS[text]
+
+
+def _refuse_inexpressible(parts: list[str]) -> None:
+    """Refuse, with the reason, what croniter reads but a pgAgent schedule cannot say."""
+    if len(parts) in _FIELD_COUNT_PROBLEMS:
+        raise CronError(_FIELD_COUNT_PROBLEMS[len(parts)])
     if len(parts) != 5:
         raise CronError(
             f"{len(parts)} fields: a cron expression has 5 "
@@ -116,18 +159,17 @@ def from_cron(expression: str) -> list[Fields]:
     if _NEAREST_WEEKDAY.search(dom):
         raise CronError("'W' (nearest weekday) cannot be expressed as a pgAgent schedule")
     if "#" in dow:
-        raise CronError("'#' (nth weekday of the month) cannot be expressed as a pgAgent schedule")
+        raise CronError(_NTH_WEEKDAY)
     if "l" in dow:
         raise CronError(
             "'L' in day-of-week (last weekday of the month) cannot be expressed as a "
             "pgAgent schedule"
         )
-    try:
-        expanded, nth = _croniter.expand(text)
-    except (CroniterError, ValueError, TypeError, KeyError, IndexError) as exc:
-        raise CronError(_clean_croniter_message(str(exc))) from None
-    if nth:
-        raise CronError("'#' (nth weekday of the month) cannot be expressed as a pgAgent schedule")
+
+
+def _schedules_of(expanded: list[list[int | str]]) -> list[Fields]:
+    """croniter's expanded fields as pgAgent schedules: two when both day-of-month and
+    day-of-week are restricted (cron ORs them, a schedule ANDs them)."""
 
     def values(field: int) -> list[int | str]:
         return [v for v in expanded[field] if v != "*"]
@@ -135,8 +177,7 @@ def from_cron(expression: str) -> list[Fields]:
     minutes = _normalised([int(v) for v in values(0)], 60)
     hours = _normalised([int(v) for v in values(1)], 24)
     months = _normalised([int(v) - 1 for v in values(3)], 12)
-    day_values = values(2)
-    monthdays_set = {LAST if v == "l" else int(v) - 1 for v in day_values}
+    monthdays_set = {LAST if v == "l" else int(v) - 1 for v in values(2)}
     weekdays_set = {int(v) % 7 for v in values(4)}
     dom_restricted = expanded[2][0] != "*"
     dow_restricted = expanded[4][0] != "*"
@@ -176,23 +217,10 @@ def _clean_croniter_message(message: str) -> str:
 
 
 def _compress(indexes: list[int], label: Sequence[str] | None = None, base: int = 0) -> str:
-    """1,2,3,5 -> 1-3,5 (runs of three or more become ranges)."""
-    parts: list[str] = []
-    i = 0
-
-    def name(k: int) -> str:
-        return label[k] if label is not None else str(k + base)
-
-    while i < len(indexes):
-        j = i
-        while j + 1 < len(indexes) and indexes[j + 1] == indexes[j] + 1:
-            j += 1
-        if j - i >= 2:
-            parts.append(f"{name(indexes[i])}-{name(indexes[j])}")
-        else:
-            parts.extend(name(indexes[k]) for k in range(i, j + 1))
-        i = j + 1
-    return ",".join(parts)
+    """1,2,3,5 -> 1-3,5 (runs of three or more become ranges); numbers shown from `base`."""
+    if label is not None:
+        return ranges(indexes, label)
+    return ranges([k + base for k in indexes])
 
 
 def _step_form(indexes: list[int], length: int) -> str | None:

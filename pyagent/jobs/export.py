@@ -10,13 +10,10 @@ from typing import Any
 import yaml
 
 from pyagent.jobs import annot, cron
-from pyagent.jobs.common import Zone, find_job
+from pyagent.jobs.common import Zone, by_job, find_job
 from pyagent.jobs.plan import is_managed
+from pyagent.jobs.spec import KIND_WORD, ON_ERROR_WORD
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
-from pyagent.store.records import OnError, StepKind
-
-KIND_WORD = {StepKind.SQL: "sql", StepKind.BATCH: "batch"}
-ONERROR_WORD = {OnError.FAIL: "fail", OnError.SUCCEED: "succeed", OnError.IGNORE: "ignore"}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -59,7 +56,7 @@ def step_document(step: StepRecord) -> dict[str, Any]:
         doc["database"] = step.dbname
     if step.connstr:
         doc["connection"] = step.connstr
-    doc["on_error"] = ONERROR_WORD[step.onerror]
+    doc["on_error"] = ON_ERROR_WORD[step.onerror]
     if not step.enabled:
         doc["enabled"] = False
     if description:
@@ -71,7 +68,7 @@ def step_document(step: StepRecord) -> dict[str, Any]:
 
 
 def schedule_document(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
-    fields = cron.Fields(sched.minutes, sched.hours, sched.weekdays, sched.monthdays, sched.months)
+    fields = cron.Fields.of(sched)
     doc: dict[str, Any] = {"name": sched.name}
     if sched.desc:
         doc["description"] = sched.desc
@@ -135,12 +132,8 @@ def documents(
     """(job, document) for the jobs named (all jobs when none is named), by name."""
     jobs = [find_job(catalog, ident) for ident in idents] if idents else catalog.jobs()
     ids = [j.jobid for j in jobs]
-    steps: dict[int, list[StepRecord]] = {}
-    for step in catalog.steps(ids):
-        steps.setdefault(step.jobid, []).append(step)
-    schedules: dict[int, list[ScheduleRecord]] = {}
-    for sched in catalog.schedules(ids):
-        schedules.setdefault(sched.jobid, []).append(sched)
+    steps = by_job(catalog.steps(ids))
+    schedules = by_job(catalog.schedules(ids))
     return [
         (job, job_document(job, steps.get(job.jobid, []), schedules.get(job.jobid, []), zone))
         for job in jobs

@@ -9,8 +9,9 @@ from typing import Any
 from pyagent import schedule as pyschedule
 from pyagent.jobs import cron
 from pyagent.jobs.annot import job_fields, step_fields
-from pyagent.jobs.common import JobsError, Zone, find_job
+from pyagent.jobs.common import JobsError, Zone, by_job, find_job
 from pyagent.jobs.render import duration, indent, seconds, shorten, table
+from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -24,12 +25,8 @@ from pyagent.store.records import RunStatus
 FAILED = (RunStatus.FAILED, RunStatus.ABORTED, RunStatus.INTERNAL_ERROR)
 
 
-def fields_of(sched: ScheduleRecord) -> cron.Fields:
-    return cron.Fields(sched.minutes, sched.hours, sched.weekdays, sched.monthdays, sched.months)
-
-
 def schedule_summary(sched: ScheduleRecord) -> dict[str, Any]:
-    fields = fields_of(sched)
+    fields = cron.Fields.of(sched)
     return {
         "name": sched.name,
         "enabled": sched.enabled,
@@ -98,49 +95,13 @@ def list_jobs(
         jobs = [j for j in jobs if j.agent_pid is not None]
     if disabled:
         jobs = [j for j in jobs if not j.enabled]
-    schedules: dict[int, list[ScheduleRecord]] = {}
-    for sched in catalog.schedules([j.jobid for j in jobs]):
-        schedules.setdefault(sched.jobid, []).append(sched)
+    schedules = by_job(catalog.schedules([j.jobid for j in jobs]))
     data = []
     rows = []
     for job in jobs:
         summaries = [schedule_summary(s) for s in schedules.get(job.jobid, [])]
-        data.append(
-            {
-                "id": job.jobid,
-                "name": job.name,
-                "class": job.class_name,
-                "enabled": job.enabled,
-                "host_agent": job.hostagent,
-                "schedules": summaries,
-                "next_run": zone.iso(job.next_run),
-                "last_run": _last_run(job, zone),
-                "running": _running(job),
-            }
-        )
-        active = [s for s in summaries if s["enabled"]]
-        sched_text = "; ".join(s["cron"] or s["words"] for s in active) or "-"
-        last = "-"
-        if job.last_status is not None:
-            last = f"{job.last_status.label} {duration(job.last_duration)}".strip()
-            if job.last_status is RunStatus.RUNNING:
-                last = "running"
-            last += f" at {zone.fmt(job.last_start, seconds=False)}"
-        run_now = "-"
-        if job.agent_pid is not None:
-            run_now = f"on {job.agent_station or '?'} (pid {job.agent_pid})"
-        rows.append(
-            [
-                str(job.jobid),
-                job.name,
-                job.class_name,
-                "yes" if job.enabled else "no",
-                shorten(sched_text, 40),
-                zone.fmt(job.next_run, seconds=False),
-                last,
-                run_now,
-            ]
-        )
+        data.append(_list_data(job, summaries, zone))
+        rows.append(_list_row(job, summaries, zone))
     if not rows:
         text = "no jobs" + (" match" if failed or running or disabled else "")
     else:
@@ -149,6 +110,45 @@ def list_jobs(
         )
         text += f"\n(times in {zone.name}, the database session's TimeZone)"
     return data, text
+
+
+def _list_data(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> dict[str, Any]:
+    return {
+        "id": job.jobid,
+        "name": job.name,
+        "class": job.class_name,
+        "enabled": job.enabled,
+        "host_agent": job.hostagent,
+        "schedules": summaries,
+        "next_run": zone.iso(job.next_run),
+        "last_run": _last_run(job, zone),
+        "running": _running(job),
+    }
+
+
+def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> list[str]:
+    """One job's row of the `jobs list` table."""
+    active = [s for s in summaries if s["enabled"]]
+    sched_text = "; ".join(s["cron"] or s["words"] for s in active) or "-"
+    last = "-"
+    if job.last_status is not None:
+        last = f"{job.last_status.label} {duration(job.last_duration)}".strip()
+        if job.last_status is RunStatus.RUNNING:
+            last = "running"
+        last += f" at {zone.fmt(job.last_start, seconds=False)}"
+    run_now = "-"
+    if job.agent_pid is not None:
+        run_now = f"on {job.agent_station or '?'} (pid {job.agent_pid})"
+    return [
+        str(job.jobid),
+        job.name,
+        job.class_name,
+        "yes" if job.enabled else "no",
+        shorten(sched_text, 40),
+        zone.fmt(job.next_run, seconds=False),
+        last,
+        run_now,
+    ]
 
 
 # --- show -------------------------------------------------------------------------------
@@ -160,10 +160,10 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
         "id": step.jstid,
         "name": step.name,
         "enabled": step.enabled,
-        "kind": "sql" if step.kind.value == "s" else "batch",
+        "kind": KIND_WORD[step.kind],
         "database": step.dbname or None,
         "connection": step.connstr or None,
-        "on_error": {"f": "fail", "s": "succeed", "i": "ignore"}[step.onerror.value],
+        "on_error": ON_ERROR_WORD[step.onerror],
         "description": comment,
         "annotations": annotations,
         "code": step.code,
@@ -171,7 +171,7 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
 
 
 def _schedule_data(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
-    fields = fields_of(sched)
+    fields = cron.Fields.of(sched)
     return {
         "id": sched.jscid,
         "name": sched.name,
@@ -179,10 +179,7 @@ def _schedule_data(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
         "description": sched.desc,
         "cron": cron.to_cron(fields),
         "words": cron.describe(fields),
-        "native": {
-            kind: cron.format_native(kind, fields.get(kind))
-            for kind in ("minutes", "hours", "weekdays", "monthdays", "months")
-        },
+        "native": {kind: cron.format_native(kind, fields.get(kind)) for kind in NATIVE_FIELDS},
         "start": zone.iso(sched.start),
         "end": zone.iso(sched.end),
         "exceptions": [
@@ -224,6 +221,24 @@ def show_job(
         "schedules": [_schedule_data(s, zone) for s in schedules],
         "recent_runs": [_run_data(r, zone) for r in recent],
     }
+    out = [
+        *_show_job_lines(job, zone, comment, annotations),
+        "",
+        *_show_step_lines(steps),
+        "",
+        *_show_schedule_lines(schedules, zone),
+        "",
+        *_show_next_run_lines(job, upcoming, zone),
+        "",
+        f"recent runs ({len(recent)}):",
+        *("  " + line for line in _runs_table(recent, zone, with_job=False).splitlines()),
+    ]
+    return data, "\n".join(out)
+
+
+def _show_job_lines(
+    job: JobRecord, zone: Zone, comment: str, annotations: dict[str, str]
+) -> list[str]:
     out = [f"job {job.jobid}: {job.name}"]
     out.append(f"  class:       {job.class_name}")
     out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
@@ -237,9 +252,12 @@ def show_job(
         out.append(f"  running now: on {job.agent_station or '?'} (agent pid {job.agent_pid})")
     out.append(f"  next run:    {zone.fmt(job.next_run)}   (pga_job.jobnextrun)")
     out.append(f"  times in {zone.name} (the database session's TimeZone)")
-    out.append("")
+    return out
+
+
+def _show_step_lines(steps: list[StepRecord]) -> list[str]:
     enabled_steps = [s for s in steps if s.enabled]
-    out.append(f"steps ({len(enabled_steps)} enabled of {len(steps)}, in execution order):")
+    out = [f"steps ({len(enabled_steps)} enabled of {len(steps)}, in execution order):"]
     if not steps:
         out.append("  (none: a run ends 'succeeded' at once)")
     for i, step in enumerate(steps, 1):
@@ -252,8 +270,11 @@ def show_job(
         for name, value in d["annotations"].items():
             out.append(f"     {name}: {value}   (annotation)")
         out.append(indent(step.code.rstrip("\n") or "(empty)", "       | "))
-    out.append("")
-    out.append(f"schedules ({len(schedules)}):")
+    return out
+
+
+def _show_schedule_lines(schedules: list[ScheduleRecord], zone: Zone) -> list[str]:
+    out = [f"schedules ({len(schedules)}):"]
     for sched in schedules:
         d = _schedule_data(sched, zone)
         flags = "" if sched.enabled else "   [disabled]"
@@ -268,18 +289,17 @@ def show_job(
             out.append(f"    except {what}")
     if not schedules:
         out.append("  (none: the job runs only when started by hand)")
-    out.append("")
-    if job.enabled:
-        out.append("next runs (computed by pyagent.schedule):")
-        out.extend(f"  {zone.fmt(t)}" for t in upcoming)
-        if not upcoming:
-            out.append("  (none)")
-    else:
-        out.append("next runs: none, the job is disabled")
-    out.append("")
-    out.append(f"recent runs ({len(recent)}):")
-    out.extend("  " + line for line in _runs_table(recent, zone, with_job=False).splitlines())
-    return data, "\n".join(out)
+    return out
+
+
+def _show_next_run_lines(job: JobRecord, upcoming: list[datetime], zone: Zone) -> list[str]:
+    if not job.enabled:
+        return ["next runs: none, the job is disabled"]
+    out = ["next runs (computed by pyagent.schedule):"]
+    out.extend(f"  {zone.fmt(t)}" for t in upcoming)
+    if not upcoming:
+        out.append("  (none)")
+    return out
 
 
 # --- history and logs ---------------------------------------------------------------------

@@ -17,7 +17,11 @@ from datetime import date, datetime, time
 from typing import Any
 
 from pyagent.jobs import annot, cron
+from pyagent.jobs.common import by_job
 from pyagent.jobs.spec import (
+    KIND_WORD,
+    NATIVE_FIELDS,
+    ON_ERROR_WORD,
     JobSpec,
     Problem,
     ScheduleSpec,
@@ -37,9 +41,6 @@ from pyagent.store.catalog import (
 )
 
 ExceptionKey = tuple[date | None, time | None]
-NATIVE = ("minutes", "hours", "weekdays", "monthdays", "months")
-KIND_WORD = {"s": "sql", "b": "batch"}
-ONERROR_WORD = {"f": "fail", "s": "succeed", "i": "ignore"}
 
 
 @dataclass
@@ -201,13 +202,7 @@ def _pairs(
 def _step_words(values: StepValues) -> str:
     where = values.dbname and f"database {values.dbname}"
     where = where or (values.connstr and "connection string") or "shell"
-    return f"{KIND_WORD[values.kind.value]}, {where}, on error {ONERROR_WORD[values.onerror.value]}"
-
-
-def _fields_of(values: ScheduleValues | ScheduleRecord) -> cron.Fields:
-    return cron.Fields(
-        values.minutes, values.hours, values.weekdays, values.monthdays, values.months
-    )
+    return f"{KIND_WORD[values.kind]}, {where}, on error {ON_ERROR_WORD[values.onerror]}"
 
 
 def _schedule_words(fields: cron.Fields) -> str:
@@ -218,15 +213,13 @@ def _schedule_words(fields: cron.Fields) -> str:
 def _step_diff(old: StepRecord, new: StepValues) -> list[str]:
     out: list[str] = []
     if old.kind != new.kind:
-        out.append(f"kind: {KIND_WORD[old.kind.value]} -> {KIND_WORD[new.kind.value]}")
+        out.append(f"kind: {KIND_WORD[old.kind]} -> {KIND_WORD[new.kind]}")
     if old.dbname != new.dbname:
         out.append(f"database: {_show(old.dbname or None)} -> {_show(new.dbname or None)}")
     if old.connstr != new.connstr:
         out.append("connection: changed")
     if old.onerror != new.onerror:
-        out.append(
-            f"on_error: {ONERROR_WORD[old.onerror.value]} -> {ONERROR_WORD[new.onerror.value]}"
-        )
+        out.append(f"on_error: {ON_ERROR_WORD[old.onerror]} -> {ON_ERROR_WORD[new.onerror]}")
     if old.enabled != new.enabled:
         out.append(f"enabled: {old.enabled} -> {new.enabled}")
     if old.desc != new.desc:
@@ -251,13 +244,13 @@ def _schedule_diff(
         out.extend(_text_diff("description", old.desc, new.desc))
     if old.enabled != new.enabled:
         out.append(f"enabled: {old.enabled} -> {new.enabled}")
-    old_f, new_f = _fields_of(old), _fields_of(new)
+    old_f, new_f = cron.Fields.of(old), cron.Fields.of(new)
     if old_f != new_f:
         old_cron, new_cron = cron.to_cron(old_f), cron.to_cron(new_f)
         if old_cron and new_cron:
             out.append(f"cron: {old_cron!r} -> {new_cron!r}")
         else:
-            for kind in NATIVE:
+            for kind in NATIVE_FIELDS:
                 a, b = old_f.get(kind), new_f.get(kind)
                 if a != b:
                     out.append(
@@ -289,60 +282,90 @@ def _exc_words(d: date | None, t: time | None) -> str:
 def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
     """What only the database can check: classes, databases, step order in the database's
     collation, and ambiguous names. Raises SpecError listing every problem."""
-    problems: list[Problem] = []
     classes = catalog.job_classes()
     by_name = {c.name: c.jclid for c in classes}
+    problems = _class_problems(specs, by_name, ", ".join(c.name for c in classes))
+    existing_dbs = _existing_databases(catalog, specs)
     for spec in specs:
-        if spec.job_class is not None and spec.job_class not in by_name:
-            problems.append(
-                Problem(
-                    spec.file,
-                    spec.lines.get("class", spec.line),
-                    "class",
-                    f"unknown job class {spec.job_class!r} "
-                    f"(known: {', '.join(c.name for c in classes)})",
-                )
-            )
-    wanted_dbs = sorted({s.database for spec in specs for s in spec.steps if s.database})
-    existing_dbs = catalog.existing_databases(wanted_dbs) if wanted_dbs else set()
+        problems += _database_problems(spec, existing_dbs)
+        problems += _collation_problems(catalog, spec)
     for spec in specs:
-        for i, step in enumerate(spec.steps, 1):
-            if step.database and step.database not in existing_dbs:
-                problems.append(
-                    Problem(
-                        spec.file,
-                        step.lines.get("database", step.line),
-                        f"steps[{i}].database",
-                        f"no database {step.database!r} on this server (pg_database)",
-                    )
-                )
-        names = [s.name for s in spec.steps]
-        if len(names) > 1:
-            order = catalog.collation_order(names)
-            if order != list(range(len(names))):
-                problem = step_order_problem(
-                    spec.file, spec.lines.get("steps", spec.line), names, order
-                )
-                problems.append(
-                    Problem(
-                        problem.file,
-                        problem.line,
-                        problem.field,
-                        problem.message + " (in this database's collation)",
-                    )
-                )
-    for spec in specs:
-        ids = catalog.job_ids_by_name(spec.name)
-        if len(ids) > 1:
-            problems.append(
-                Problem(
-                    spec.file,
-                    spec.lines.get("name", spec.line),
-                    "name",
-                    f"{len(ids)} jobs in the database are named {spec.name!r} (ids "
-                    f"{', '.join(map(str, ids))}); rename or delete all but one in pgAdmin",
-                )
-            )
+        problems += _ambiguous_name_problems(catalog, spec)
+    stamps = _resolve_stamps(catalog, specs)
+    problems += _start_end_problems(specs, stamps)
+    if problems:
+        raise SpecError(problems)
+    return Context(by_name, {c.jclid: c.name for c in classes}, stamps)
+
+
+def _class_problems(specs: Sequence[JobSpec], classes: dict[str, int], known: str) -> list[Problem]:
+    return [
+        Problem(
+            spec.file,
+            spec.lines.get("class", spec.line),
+            "class",
+            f"unknown job class {spec.job_class!r} (known: {known})",
+        )
+        for spec in specs
+        if spec.job_class is not None and spec.job_class not in classes
+    ]
+
+
+def _existing_databases(catalog: Catalog, specs: Sequence[JobSpec]) -> set[str]:
+    """Which of the databases the steps name exist on this server."""
+    wanted = sorted({s.database for spec in specs for s in spec.steps if s.database})
+    return catalog.existing_databases(wanted) if wanted else set()
+
+
+def _database_problems(spec: JobSpec, existing_dbs: set[str]) -> list[Problem]:
+    return [
+        Problem(
+            spec.file,
+            step.lines.get("database", step.line),
+            f"steps[{i}].database",
+            f"no database {step.database!r} on this server (pg_database)",
+        )
+        for i, step in enumerate(spec.steps, 1)
+        if step.database and step.database not in existing_dbs
+    ]
+
+
+def _collation_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
+    """The steps' name order in the database's collation (the file check used Python's)."""
+    names = [s.name for s in spec.steps]
+    if len(names) <= 1:
+        return []
+    order = catalog.collation_order(names)
+    if order == list(range(len(names))):
+        return []
+    problem = step_order_problem(spec.file, spec.lines.get("steps", spec.line), names, order)
+    return [
+        Problem(
+            problem.file,
+            problem.line,
+            problem.field,
+            problem.message + " (in this database's collation)",
+        )
+    ]
+
+
+def _ambiguous_name_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
+    ids = catalog.job_ids_by_name(spec.name)
+    if len(ids) <= 1:
+        return []
+    return [
+        Problem(
+            spec.file,
+            spec.lines.get("name", spec.line),
+            "name",
+            f"{len(ids)} jobs in the database are named {spec.name!r} (ids "
+            f"{', '.join(map(str, ids))}); rename or delete all but one in pgAdmin",
+        )
+    ]
+
+
+def _resolve_stamps(catalog: Catalog, specs: Sequence[JobSpec]) -> dict[str, datetime]:
+    """Start and end times written without a zone, read in the session's TimeZone."""
     texts = sorted(
         {
             stamp.text
@@ -352,7 +375,11 @@ def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
             if stamp is not None and stamp.aware is None
         }
     )
-    stamps = dict(zip(texts, catalog.resolve_timestamps(texts), strict=True))
+    return dict(zip(texts, catalog.resolve_timestamps(texts), strict=True))
+
+
+def _start_end_problems(specs: Sequence[JobSpec], stamps: dict[str, datetime]) -> list[Problem]:
+    problems: list[Problem] = []
     for spec in specs:
         for sched in spec.schedules:
             start, end = sched.start, sched.end
@@ -365,9 +392,7 @@ def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
                             spec.file, sched.line, f"schedule {sched.name!r}", "end is before start"
                         )
                     )
-    if problems:
-        raise SpecError(problems)
-    return Context(by_name, {c.jclid: c.name for c in classes}, stamps)
+    return problems
 
 
 def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Plan:
@@ -376,12 +401,8 @@ def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Pla
     existing_jobs = catalog.jobs()
     by_name = {job.name: job for job in existing_jobs}
     matched_ids = [by_name[s.name].jobid for s in specs if s.name in by_name]
-    steps: dict[int, list[StepRecord]] = {}
-    for step in catalog.steps(matched_ids):
-        steps.setdefault(step.jobid, []).append(step)
-    schedules: dict[int, list[ScheduleRecord]] = {}
-    for sched in catalog.schedules(matched_ids):
-        schedules.setdefault(sched.jobid, []).append(sched)
+    steps = by_job(catalog.steps(matched_ids))
+    schedules = by_job(catalog.schedules(matched_ids))
     default_class = min(context.class_names) if context.class_names else 1
 
     plan = Plan(changes=[], unchanged=[])
@@ -433,7 +454,7 @@ def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> Non
         details.append("marked @MANAGED_BY=pyagent; in its comment")
     details += [f"+ step {v.name!r} ({_step_words(v)})" for v in step_values]
     details += [
-        f"+ schedule {v.name!r} ({_schedule_words(_fields_of(v))})" for v, _ in sched_values
+        f"+ schedule {v.name!r} ({_schedule_words(cron.Fields.of(v))})" for v, _ in sched_values
     ]
     plan.changes.append(JobChange("create", spec.name, None, details))
 
@@ -458,103 +479,149 @@ def _plan_update(  # noqa: PLR0917
     old_steps: list[StepRecord],
     old_schedules: list[ScheduleRecord],
 ) -> None:
-    details: list[str] = []
-    ops: list[tuple[int, Callable[[Catalog], None]]] = []
+    edits = _Edits()
     jobid = old.jobid
+    job_row_changed = _update_job_row(edits, context, spec, jclid, old)
+    _update_steps(edits, jobid, spec.steps, old_steps)
+    _update_schedules(edits, context, jobid, spec.schedules, old_schedules)
+    if not edits.ops:
+        plan.unchanged.append(spec.name)
+        return
+    if not job_row_changed:
+        edits.ops.append((TOUCH, lambda catalog: catalog.touch_job(jobid)))
+    plan.changes.append(JobChange("change", spec.name, jobid, edits.details))
+    plan.ops.extend(edits.ops)
+
+
+@dataclass
+class _Edits:
+    """What changing one existing job takes: the plan's lines and the database operations."""
+
+    details: list[str] = field(default_factory=list)
+    ops: list[tuple[int, Callable[[Catalog], None]]] = field(default_factory=list)
+
+
+def _update_job_row(
+    edits: _Edits, context: Context, spec: JobSpec, jclid: int, old: JobRecord
+) -> bool:
+    """The pga_job row itself (class, enabled, host agent, comment and annotations): adds
+    its differences and its update to `edits`; True when the row changes."""
     was_managed = is_managed(old.desc)
     managed = spec.managed if spec.managed is not None else was_managed
     desc = spec.desc(managed)
     if annot.same_meaning(old.desc, spec.comment, spec.annotation_fields(managed), annot.JOB_NAMES):
         desc = old.desc
-    values = JobValues(jclid, spec.name, desc, spec.host_agent, spec.enabled)
-    old_class = next((k for k, v in context.classes.items() if v == jclid), None)
-    if old.class_name != old_class:
-        details.append(f"class: {old.class_name!r} -> {old_class!r}")
+    new_class = next((k for k, v in context.classes.items() if v == jclid), None)
+    if old.class_name != new_class:
+        edits.details.append(f"class: {old.class_name!r} -> {new_class!r}")
     if old.enabled != spec.enabled:
-        details.append(f"enabled: {old.enabled} -> {spec.enabled}")
+        edits.details.append(f"enabled: {old.enabled} -> {spec.enabled}")
     if old.hostagent != spec.host_agent:
-        details.append(f"host_agent: {_show(old.hostagent)} -> {_show(spec.host_agent)}")
+        edits.details.append(f"host_agent: {_show(old.hostagent)} -> {_show(spec.host_agent)}")
     if old.desc != desc:
-        old_comment, old_fields = annot.job_fields(old.desc)
-        if old_comment != spec.comment:
-            details.extend(_text_diff("comment", old_comment, spec.comment))
-        new_fields = spec.annotation_fields(managed)
-        for key in ("timeout", "retries", "retry_delay", "alert"):
-            if old_fields.get(key) != new_fields.get(key):
-                details.append(
-                    f"{key}: {_show(old_fields.get(key))} -> {_show(new_fields.get(key))}"
-                )
-        if was_managed != managed:
-            details.append(
-                "managed: now marked @MANAGED_BY=pyagent;" if managed else "managed: mark removed"
-            )
-    job_row_changed = (
-        old.class_name != old_class
+        edits.details.extend(_job_desc_diff(old.desc, spec, was_managed, managed))
+    changed = (
+        old.class_name != new_class
         or old.enabled != spec.enabled
         or old.hostagent != spec.host_agent
         or old.desc != desc
     )
-    if job_row_changed:
-        ops.append((UPDATE, lambda catalog: catalog.update_job(jobid, values)))
+    if changed:
+        jobid, values = old.jobid, JobValues(jclid, spec.name, desc, spec.host_agent, spec.enabled)
+        edits.ops.append((UPDATE, lambda catalog: catalog.update_job(jobid, values)))
+    return changed
 
-    # Steps.
-    pairs, new_steps, gone_steps = _pairs(spec.steps, old_steps, lambda s: s.name)
+
+def _job_desc_diff(old_desc: str, spec: JobSpec, was_managed: bool, managed: bool) -> list[str]:
+    """The differences in a job's comment and its annotation lines."""
+    out: list[str] = []
+    old_comment, old_fields = annot.job_fields(old_desc)
+    if old_comment != spec.comment:
+        out.extend(_text_diff("comment", old_comment, spec.comment))
+    new_fields = spec.annotation_fields(managed)
+    for key in ("timeout", "retries", "retry_delay", "alert"):
+        if old_fields.get(key) != new_fields.get(key):
+            out.append(f"{key}: {_show(old_fields.get(key))} -> {_show(new_fields.get(key))}")
+    if was_managed != managed:
+        out.append(
+            "managed: now marked @MANAGED_BY=pyagent;" if managed else "managed: mark removed"
+        )
+    return out
+
+
+def _update_steps(
+    edits: _Edits, jobid: int, wanted: Sequence[StepSpec], existing: list[StepRecord]
+) -> None:
+    """Steps matched by name: changed ones updated, missing ones deleted, new ones added."""
+    pairs, new_steps, gone_steps = _pairs(wanted, existing, lambda s: s.name)
     for step_spec, step_old in pairs:
         step_new = _step_values(step_spec, step_old)
         diff = _step_diff(step_old, step_new)
         if diff:
-            details.append(f"~ step {step_spec.name!r}:")
-            details.extend(f"    {line}" for line in diff)
-            ops.append((UPDATE, _step_updater(step_old.jstid, step_new)))
+            edits.details.append(f"~ step {step_spec.name!r}:")
+            edits.details.extend(f"    {line}" for line in diff)
+            edits.ops.append((UPDATE, _step_updater(step_old.jstid, step_new)))
     for step_old in gone_steps:
-        details.append(f"- step {step_old.name!r}")
-        ops.append((DELETE_CHILDREN, _step_deleter(step_old.jstid)))
+        edits.details.append(f"- step {step_old.name!r}")
+        edits.ops.append((DELETE_CHILDREN, _step_deleter(step_old.jstid)))
     for step_spec in new_steps:
         step_new = _step_values(step_spec, None)
-        details.append(f"+ step {step_new.name!r} ({_step_words(step_new)})")
-        ops.append((INSERT, _step_inserter(jobid, step_new)))
+        edits.details.append(f"+ step {step_new.name!r} ({_step_words(step_new)})")
+        edits.ops.append((INSERT, _step_inserter(jobid, step_new)))
 
-    # Schedules and their exceptions.
-    spairs, new_scheds, gone_scheds = _pairs(spec.schedules, old_schedules, lambda s: s.name)
-    for sched_spec, sched_old in spairs:
-        sched_new = _schedule_values(context, sched_spec, sched_old)
-        old_exc = {(e.date, e.time): e.jexid for e in sched_old.exceptions}
-        new_exc = {(e.date, e.time) for e in sched_spec.exceptions}
-        diff = _schedule_diff(sched_old, sched_new, set(old_exc), new_exc)
-        if not diff:
-            continue
-        details.append(f"~ schedule {sched_spec.name!r}:")
-        details.extend(f"    {line}" for line in diff)
-        row_same = (
-            sched_old.desc == sched_new.desc
-            and sched_old.enabled == sched_new.enabled
-            and _fields_of(sched_old) == _fields_of(sched_new)
-            and (sched_new.start is None or sched_new.start == sched_old.start)
-            and sched_old.end == sched_new.end
-        )
-        if not row_same:
-            ops.append((UPDATE, _schedule_updater(sched_old.jscid, sched_new)))
-        for old_key, jexid in old_exc.items():
-            if old_key not in new_exc:
-                ops.append((DELETE_CHILDREN, _exception_deleter(jexid)))
-        for exc in sched_spec.exceptions:
-            if (exc.date, exc.time) not in old_exc:
-                ops.append((INSERT, _exception_inserter(sched_old.jscid, exc.date, exc.time)))
+
+def _update_schedules(
+    edits: _Edits,
+    context: Context,
+    jobid: int,
+    wanted: Sequence[ScheduleSpec],
+    existing: list[ScheduleRecord],
+) -> None:
+    """Schedules matched by name, as steps are; an exception moves with its schedule."""
+    pairs, new_scheds, gone_scheds = _pairs(wanted, existing, lambda s: s.name)
+    for sched_spec, sched_old in pairs:
+        _update_schedule(edits, context, sched_spec, sched_old)
     for sched_old in gone_scheds:
-        details.append(f"- schedule {sched_old.name!r}")
-        ops.append((DELETE_CHILDREN, _schedule_deleter(sched_old.jscid)))
+        edits.details.append(f"- schedule {sched_old.name!r}")
+        edits.ops.append((DELETE_CHILDREN, _schedule_deleter(sched_old.jscid)))
     for sched_spec in new_scheds:
         sched_new = _schedule_values(context, sched_spec, None)
-        details.append(f"+ schedule {sched_new.name!r} ({_schedule_words(_fields_of(sched_new))})")
-        ops.append((INSERT, _schedule_inserter(jobid, sched_new, sched_spec)))
+        words = _schedule_words(cron.Fields.of(sched_new))
+        edits.details.append(f"+ schedule {sched_new.name!r} ({words})")
+        edits.ops.append((INSERT, _schedule_inserter(jobid, sched_new, sched_spec)))
 
-    if not ops:
-        plan.unchanged.append(spec.name)
+
+def _update_schedule(
+    edits: _Edits, context: Context, spec: ScheduleSpec, old: ScheduleRecord
+) -> None:
+    """One schedule that stays: its row and its exceptions, each changed only if needed."""
+    new = _schedule_values(context, spec, old)
+    old_exc = {(e.date, e.time): e.jexid for e in old.exceptions}
+    new_exc = {(e.date, e.time) for e in spec.exceptions}
+    diff = _schedule_diff(old, new, set(old_exc), new_exc)
+    if not diff:
         return
-    if not job_row_changed:
-        ops.append((TOUCH, lambda catalog: catalog.touch_job(jobid)))
-    plan.changes.append(JobChange("change", spec.name, jobid, details))
-    plan.ops.extend(ops)
+    edits.details.append(f"~ schedule {spec.name!r}:")
+    edits.details.extend(f"    {line}" for line in diff)
+    if not _same_schedule_row(old, new):
+        edits.ops.append((UPDATE, _schedule_updater(old.jscid, new)))
+    for old_key, jexid in old_exc.items():
+        if old_key not in new_exc:
+            edits.ops.append((DELETE_CHILDREN, _exception_deleter(jexid)))
+    for exc in spec.exceptions:
+        if (exc.date, exc.time) not in old_exc:
+            edits.ops.append((INSERT, _exception_inserter(old.jscid, exc.date, exc.time)))
+
+
+def _same_schedule_row(old: ScheduleRecord, new: ScheduleValues) -> bool:
+    """True when the pga_schedule row needs no update (a start left out keeps the old one)."""
+    return (
+        old.desc == new.desc
+        and old.enabled == new.enabled
+        and cron.Fields.of(old) == cron.Fields.of(new)
+        and (new.start is None or new.start == old.start)
+        and old.end == new.end
+    )
 
 
 def _step_updater(jstid: int, values: StepValues) -> Callable[[Catalog], None]:

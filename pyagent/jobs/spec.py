@@ -10,7 +10,7 @@ or `0755` stay text instead of becoming sexagesimal numbers, dates or booleans.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -59,6 +59,8 @@ SCHEDULE_FIELDS = (
 )
 KINDS = {"sql": StepKind.SQL, "batch": StepKind.BATCH}
 ON_ERROR = {"fail": OnError.FAIL, "succeed": OnError.SUCCEED, "ignore": OnError.IGNORE}
+KIND_WORD = {kind: word for word, kind in KINDS.items()}
+ON_ERROR_WORD = {on_error: word for word, on_error in ON_ERROR.items()}
 WEEKDAY_SUFFIX = " (weekdays)"
 
 
@@ -471,8 +473,8 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
     alert = r.choice("alert", annot.ALERT_VALUES, "") if r.has("alert") else None
     if "@" in comment:
         _warn_annotation_text(r, "comment", comment, annot.JOB_NAMES)
-    steps = _steps(r, file, problems)
-    schedules = _schedules(r, file, problems)
+    steps = _steps(r)
+    schedules = _schedules(r)
     if len(problems) > start or name is None:
         return None
     return JobSpec(
@@ -522,53 +524,63 @@ def _items(r: _Reader, key: str) -> list[Loc]:
     return list(value)
 
 
-def _steps(job: _Reader, file: str, problems: list[Problem]) -> list[StepSpec]:
+def _entries(job: _Reader, key: str, allowed: Sequence[str]) -> Iterator[tuple[int, _Reader]]:
+    """(1-based index, reader) for each entry of the list field `key` that is a mapping."""
+    for i, loc in enumerate(_items(job, key), 1):
+        r = _Reader(loc, job.file, f"{key}[{i}]", allowed, job.problems)
+        if r.ok:
+            yield i, r
+
+
+def _steps(job: _Reader) -> list[StepSpec]:
     steps: list[StepSpec] = []
-    for i, loc in enumerate(_items(job, "steps"), 1):
-        r = _Reader(loc, file, f"steps[{i}]", STEP_FIELDS, problems)
-        if not r.ok:
-            continue
-        before = len(problems)
-        name = r.text("name", required=True)
-        kind = KINDS[r.choice("kind", tuple(KINDS), "sql")]
-        database = r.text("database", "") or ""
-        connection = r.text("connection", "") or ""
-        on_error = ON_ERROR[r.choice("on_error", tuple(ON_ERROR), "fail")]
-        code = r.text("code", required=True)
-        description = r.text("description", "") or ""
-        if "@" in description:
-            _warn_annotation_text(r, "description", description, annot.STEP_NAMES)
-        if kind is StepKind.SQL and not database and not connection:
-            r.problem(None, "an SQL step needs a 'database' (on this server) or a 'connection'")
-        if kind is StepKind.BATCH and (database or connection):
-            r.problem(
-                "database" if database else "connection",
-                "a batch step runs on the agent's host; it takes no database or connection",
-            )
-        timeout = _duration(r, "timeout")
-        enabled = r.boolean("enabled", True)
-        if len(problems) > before or name is None or code is None:
-            continue
-        steps.append(
-            StepSpec(
-                name=name,
-                kind=kind,
-                database=database,
-                connection=connection,
-                on_error=on_error,
-                enabled=enabled,
-                description=description,
-                timeout=timeout,
-                code=code,
-                line=loc.line,
-                lines={key: value.line for key, value in r.data.items()},
-            )
-        )
+    for _, r in _entries(job, "steps", STEP_FIELDS):
+        step = _step(r)
+        if step is not None:
+            steps.append(step)
     names = [s.name for s in steps]
     order = sorted(range(len(names)), key=lambda k: (names[k], k))
     if order != list(range(len(names))):
-        problems.append(step_order_problem(file, job.line_of("steps"), names, order))
+        job.problems.append(step_order_problem(job.file, job.line_of("steps"), names, order))
     return steps
+
+
+def _step(r: _Reader) -> StepSpec | None:
+    """One entry of `steps`, or None when it has problems."""
+    before = len(r.problems)
+    name = r.text("name", required=True)
+    kind = KINDS[r.choice("kind", tuple(KINDS), "sql")]
+    database = r.text("database", "") or ""
+    connection = r.text("connection", "") or ""
+    on_error = ON_ERROR[r.choice("on_error", tuple(ON_ERROR), "fail")]
+    code = r.text("code", required=True)
+    description = r.text("description", "") or ""
+    if "@" in description:
+        _warn_annotation_text(r, "description", description, annot.STEP_NAMES)
+    if kind is StepKind.SQL and not database and not connection:
+        r.problem(None, "an SQL step needs a 'database' (on this server) or a 'connection'")
+    if kind is StepKind.BATCH and (database or connection):
+        r.problem(
+            "database" if database else "connection",
+            "a batch step runs on the agent's host; it takes no database or connection",
+        )
+    timeout = _duration(r, "timeout")
+    enabled = r.boolean("enabled", True)
+    if len(r.problems) > before or name is None or code is None:
+        return None
+    return StepSpec(
+        name=name,
+        kind=kind,
+        database=database,
+        connection=connection,
+        on_error=on_error,
+        enabled=enabled,
+        description=description,
+        timeout=timeout,
+        code=code,
+        line=r.line,
+        lines={key: value.line for key, value in r.data.items()},
+    )
 
 
 def step_order_problem(file: str, line: int, names: list[str], order: list[int]) -> Problem:
@@ -583,93 +595,112 @@ def step_order_problem(file: str, line: int, names: list[str], order: list[int])
     )
 
 
-def _schedules(job: _Reader, file: str, problems: list[Problem]) -> list[ScheduleSpec]:
+def _schedules(job: _Reader) -> list[ScheduleSpec]:
     found: list[ScheduleSpec] = []
-    for i, loc in enumerate(_items(job, "schedules"), 1):
-        r = _Reader(loc, file, f"schedules[{i}]", SCHEDULE_FIELDS, problems)
-        if not r.ok:
-            continue
-        before = len(problems)
-        cron_text = r.text("cron")
-        natives = [k for k in NATIVE_FIELDS if r.has(k)]
-        fields_list: list[cron.Fields] = []
-        if cron_text is not None and natives:
-            r.problem(natives[0], "give either 'cron' or pgAgent's fields, not both")
-        elif cron_text is not None:
-            try:
-                fields_list = cron.from_cron(cron_text)
-            except cron.CronError as exc:
-                r.problem("cron", f"{cron_text!r}: {exc}")
-        elif natives:
-            arrays: dict[str, cron.Flags] = {}
-            for kind in NATIVE_FIELDS:
-                try:
-                    arrays[kind] = (
-                        cron.parse_native(kind, _plain(r.raw(kind)))
-                        if r.has(kind)
-                        else tuple([False] * cron.LENGTHS[kind])
-                    )
-                except ValueError as exc:
-                    r.problem(kind, str(exc))
-            if len(arrays) == len(NATIVE_FIELDS):
-                fields_list = [cron.Fields(**arrays)]
-        else:
-            r.problem(
-                None,
-                "give 'cron' or pgAgent's fields (minutes, hours, weekdays, monthdays, months)",
-            )
-        for fields in fields_list:
-            if cron.never_matches(fields):
-                r.problem(
-                    "cron" if cron_text is not None else "monthdays",
-                    "never runs: none of its days exists in its months",
-                )
-                break
-        name = r.text("name", cron_text if cron_text is not None else f"schedule {i}")
-        description = r.text("description", "") or ""
-        enabled = r.boolean("enabled", True)
-        start = _stamp(r, "start")
-        end = _stamp(r, "end")
-        if start and end and start.aware and end.aware and end.aware < start.aware:
-            r.problem("end", "is before start")
-        exceptions: list[ExceptionSpec] = []
-        for loc_exc in _items(r, "exceptions"):
-            try:
-                on_date, at_time = parse_exception(_plain(loc_exc.value))
-            except ValueError as exc:
-                r.problem("exceptions", str(exc), loc_exc.line)
-                continue
-            exceptions.append(ExceptionSpec(on_date, at_time, loc_exc.line))
-        seen: set[tuple[date | None, time | None]] = set()
-        for exc_spec in exceptions:
-            key = (exc_spec.date, exc_spec.time)
-            if key in seen:
-                r.problem("exceptions", "the same exception is listed twice", exc_spec.line)
-            seen.add(key)
-        if len(fields_list) == 2 and any(e.date and e.time for e in exceptions):
-            r.problem(
-                "exceptions",
-                "this cron expression becomes two pgAgent schedules (its day-of-month and "
-                "day-of-week are OR-ed), and pgAgent's unique index on (jexdate, jextime) "
-                "forbids the same date-and-time exception on both; use a date-only or "
-                "time-only exception, or two schedules",
-            )
-        if len(problems) > before or name is None:
-            continue
-        for k, fields in enumerate(fields_list):
-            found.append(
-                ScheduleSpec(
-                    name=name if k == 0 else name + WEEKDAY_SUFFIX,
-                    description=description,
-                    enabled=enabled,
-                    fields=fields,
-                    start=start,
-                    end=end,
-                    exceptions=tuple(exceptions),
-                    line=loc.line,
-                )
-            )
+    for i, r in _entries(job, "schedules", SCHEDULE_FIELDS):
+        found.extend(_schedule(r, i))
     return found
+
+
+def _schedule(r: _Reader, index: int) -> list[ScheduleSpec]:
+    """One entry of `schedules`: one pgAgent schedule, or two for a cron expression that
+    restricts both day-of-month and day-of-week; none when it has problems."""
+    before = len(r.problems)
+    cron_text = r.text("cron")
+    fields_list = _schedule_fields(r, cron_text)
+    name = r.text("name", cron_text if cron_text is not None else f"schedule {index}")
+    description = r.text("description", "") or ""
+    enabled = r.boolean("enabled", True)
+    start = _stamp(r, "start")
+    end = _stamp(r, "end")
+    if start and end and start.aware and end.aware and end.aware < start.aware:
+        r.problem("end", "is before start")
+    exceptions = _exceptions(r)
+    if len(fields_list) == 2 and any(e.date and e.time for e in exceptions):
+        r.problem(
+            "exceptions",
+            "this cron expression becomes two pgAgent schedules (its day-of-month and "
+            "day-of-week are OR-ed), and pgAgent's unique index on (jexdate, jextime) "
+            "forbids the same date-and-time exception on both; use a date-only or "
+            "time-only exception, or two schedules",
+        )
+    if len(r.problems) > before or name is None:
+        return []
+    return [
+        ScheduleSpec(
+            name=name if k == 0 else name + WEEKDAY_SUFFIX,
+            description=description,
+            enabled=enabled,
+            fields=fields,
+            start=start,
+            end=end,
+            exceptions=tuple(exceptions),
+            line=r.line,
+        )
+        for k, fields in enumerate(fields_list)
+    ]
+
+
+def _schedule_fields(r: _Reader, cron_text: str | None) -> list[cron.Fields]:
+    """A schedule's pgAgent arrays, from `cron` or from pgAgent's own fields (not both)."""
+    natives = [k for k in NATIVE_FIELDS if r.has(k)]
+    fields_list: list[cron.Fields] = []
+    if cron_text is not None and natives:
+        r.problem(natives[0], "give either 'cron' or pgAgent's fields, not both")
+    elif cron_text is not None:
+        try:
+            fields_list = cron.from_cron(cron_text)
+        except cron.CronError as exc:
+            r.problem("cron", f"{cron_text!r}: {exc}")
+    elif natives:
+        fields_list = _native_fields(r)
+    else:
+        r.problem(
+            None,
+            "give 'cron' or pgAgent's fields (minutes, hours, weekdays, monthdays, months)",
+        )
+    for fields in fields_list:
+        if cron.never_matches(fields):
+            r.problem(
+                "cron" if cron_text is not None else "monthdays",
+                "never runs: none of its days exists in its months",
+            )
+            break
+    return fields_list
+
+
+def _native_fields(r: _Reader) -> list[cron.Fields]:
+    """pgAgent's five fields as written (a field left out means "any")."""
+    arrays: dict[str, cron.Flags] = {}
+    for kind in NATIVE_FIELDS:
+        try:
+            arrays[kind] = (
+                cron.parse_native(kind, _plain(r.raw(kind)))
+                if r.has(kind)
+                else tuple([False] * cron.LENGTHS[kind])
+            )
+        except ValueError as exc:
+            r.problem(kind, str(exc))
+    return [cron.Fields(**arrays)] if len(arrays) == len(NATIVE_FIELDS) else []
+
+
+def _exceptions(r: _Reader) -> list[ExceptionSpec]:
+    """A schedule's exceptions, each listed once."""
+    exceptions: list[ExceptionSpec] = []
+    for loc_exc in _items(r, "exceptions"):
+        try:
+            on_date, at_time = parse_exception(_plain(loc_exc.value))
+        except ValueError as exc:
+            r.problem("exceptions", str(exc), loc_exc.line)
+            continue
+        exceptions.append(ExceptionSpec(on_date, at_time, loc_exc.line))
+    seen: set[tuple[date | None, time | None]] = set()
+    for exc_spec in exceptions:
+        key = (exc_spec.date, exc_spec.time)
+        if key in seen:
+            r.problem("exceptions", "the same exception is listed twice", exc_spec.line)
+        seen.add(key)
+    return exceptions
 
 
 def _plain(value: Any) -> Any:

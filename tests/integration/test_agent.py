@@ -328,7 +328,12 @@ def test_killed_agents_jobs_are_recovered_by_another_agents_sweep(conn, agents, 
             "SELECT jobagentid IS NULL FROM pgagent.pga_job WHERE jobid=%s", (job,)
         ).fetchone()[0]
     )
-    assert conn.execute("SELECT count(*) FROM pgagent.pga_jobagent").fetchone() == (1,)
+    # The sweep deletes the dead agent's row in a later statement than the one that
+    # releases the job, so the count is polled rather than read once.
+    wait_until(
+        lambda: conn.execute("SELECT count(*) FROM pgagent.pga_jobagent").fetchone() == (1,),
+        what="the dead agent's pga_jobagent row to be deleted",
+    )
     assert "Clearing zombie agent" in survivor.log_text()
 
 
