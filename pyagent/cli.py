@@ -244,7 +244,12 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
         click.echo(PGAGENT_USAGE, err=True)
         sys.exit(2)
     _idle_unless_enabled()
-    settings = _run_settings(_run_conninfo(connect_string), options)
+    conninfo = _run_conninfo(connect_string)
+    control = control_settings(options)  # reads the alert webhook secret
+    # pyagent's own secrets are not part of the environment batch steps inherit.
+    for name in _CONFIG_SECRETS:
+        os.environ.pop(name, None)
+    settings = _run_settings(conninfo, options, control)
     # Only the pgagent form detaches (without -f), as pgagent does; `pyagent run` is the
     # entrypoint of containers and systemd units and always stays in the foreground.
     _start(settings, foreground=options["foreground"] or not pgagent_form)
@@ -264,8 +269,7 @@ def _idle_unless_enabled() -> None:
 
 def _run_conninfo(connect_string: tuple[str, ...]) -> str:
     """The connect string to run with: the one a re-exec hid, the arguments, or the
-    environment. Removes pyagent's secrets from the environment; re-executes (and does
-    not return) when the arguments hold a password."""
+    environment. Re-executes (and does not return) when the arguments hold a password."""
     from pyagent import envconfig
 
     hidden = os.environ.pop(_HIDDEN_CONNINFO_ENV, None)
@@ -274,10 +278,6 @@ def _run_conninfo(connect_string: tuple[str, ...]) -> str:
         conninfo = hidden if hidden is not None else from_argv or envconfig.conninfo_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    control = control_settings(options)  # reads the webhook secret
-    # pyagent's own secrets are not part of the environment batch steps inherit.
-    for name in _CONFIG_SECRETS:
-        os.environ.pop(name, None)
     if not conninfo and not any(k.startswith("PG") for k in os.environ):
         raise click.UsageError("a connection string is required (or set PYAGENT_CONNINFO)")
     try:
@@ -291,7 +291,7 @@ def _run_conninfo(connect_string: tuple[str, ...]) -> str:
     return conninfo
 
 
-def _run_settings(conninfo: str, options: dict[str, Any]) -> Any:
+def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
     """`pyagent run`'s options as the agent's Settings."""
     from pyagent.settings import Settings
 

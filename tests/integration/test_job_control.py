@@ -507,3 +507,22 @@ def test_bad_option_values_exit_2_with_one_line(args, env, needle):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], done.stderr
     assert "S3CR3T" not in done.stderr
+
+
+def test_alerts_survive_the_reexec_that_hides_a_password(db, conn, receivers):
+    # A password on the command line makes the agent re-execute itself without it; the
+    # webhook given in the environment must reach the re-executed agent all the same.
+    receiver = receivers()
+    job = make_job(conn, "fails once", FAILING, run_now=True)
+    agent = AgentProcess(
+        db.dsn + " password=not-Needed-7",
+        list(FAST),
+        env={"PYAGENT_ALERT_WEBHOOK": receiver.url},
+        cwd=str(REPO),
+    )
+    try:
+        wait_until(lambda: receiver.events(job) == ["failure"], 30, what="the failure alert")
+        assert "not-Needed-7" not in agent.log_text()
+    finally:
+        agent.stop(signal.SIGTERM)
+        agent.log_path.unlink(missing_ok=True)
