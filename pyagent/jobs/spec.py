@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pyagent.control.options import MAX_RETRIES
 from pyagent.jobs import annot, cron
 from pyagent.store.records import OnError, StepKind
 
@@ -466,8 +467,8 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
     retries: int | None = None
     if r.has("retries"):
         value = r.raw("retries")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            r.problem("retries", f"must be a whole number >= 0, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+            r.problem("retries", f"must be a whole number from 0 to {MAX_RETRIES}, not {value!r}")
         else:
             retries = value
     alert = r.choice("alert", annot.ALERT_VALUES, "") if r.has("alert") else None

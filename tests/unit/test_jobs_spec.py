@@ -145,7 +145,8 @@ def test_or_rule_gives_two_named_schedules():
             "jobs.yaml:4: steps[1].kind: must be one of sql, batch",
         ),
         ("name: j\ntimeout: soon\n", "jobs.yaml:2: timeout: 'soon' is not a duration"),
-        ("name: j\nretries: -1\n", "jobs.yaml:2: retries: must be a whole number >= 0"),
+        ("name: j\nretries: -1\n", "jobs.yaml:2: retries: must be a whole number from 0 to 100"),
+        ("name: j\nretries: 101\n", "jobs.yaml:2: retries: must be a whole number from 0 to 100"),
         (
             "name: j\nalert: sometimes\n",
             "jobs.yaml:2: alert: must be one of failure, always, never",
