@@ -14,6 +14,7 @@ import click
 from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
+from pyagent.envconfig import ALERT_WEBHOOK_VAR
 from pyagent.jobs.cli import jobs_group
 from pyagent.settings import DEFAULTS
 
@@ -286,8 +287,8 @@ def _run_conninfo(connect_string: tuple[str, ...]) -> str:
         raise click.UsageError(
             f"Primary connection string is not valid! {ci.mask_text(str(exc))}"
         ) from exc
-    if hidden is None and from_argv and ci.secrets_of(conninfo):
-        _reexec_without_password(conninfo)
+    if hidden is None:
+        _hide_argv_secrets(conninfo if from_argv else "")
     return conninfo
 
 
@@ -343,17 +344,33 @@ def _idle_while_disabled() -> None:
         signal.pause()
 
 
-def _reexec_without_password(conninfo: str) -> None:
-    """Start again with the password out of argv (visible in ps); the real connection
-    string travels in the environment, which only this user and root can read."""
-    secrets = ci.secrets_of(conninfo)
-    argv = []
-    for arg in sys.argv[1:]:
+_WEBHOOK_FLAG = "--alert-webhook"
+
+
+def _hide_argv_secrets(conninfo_from_argv: str) -> None:
+    """Start again with the secrets out of argv (visible in ps): a password of the connect
+    string and an --alert-webhook URL travel in the environment instead, which only this
+    user and root can read. Returns when argv holds no secret; otherwise does not return."""
+    secrets = ci.secrets_of(conninfo_from_argv)
+    args = sys.argv[1:]
+    webhook_given = any(a == _WEBHOOK_FLAG or a.startswith(_WEBHOOK_FLAG + "=") for a in args)
+    if not secrets and not webhook_given:
+        return
+    argv: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == _WEBHOOK_FLAG:
+            os.environ[ALERT_WEBHOOK_VAR] = next(rest, "")
+            continue
+        if arg.startswith(_WEBHOOK_FLAG + "="):
+            os.environ[ALERT_WEBHOOK_VAR] = arg.split("=", 1)[1]
+            continue
         masked = arg
         for secret in secrets:
             masked = masked.replace(secret, "*****")
         argv.append(masked)
-    os.environ[_HIDDEN_CONNINFO_ENV] = conninfo
+    if secrets:
+        os.environ[_HIDDEN_CONNINFO_ENV] = conninfo_from_argv
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", "pyagent", *argv])  # noqa: S606
 

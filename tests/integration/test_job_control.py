@@ -526,3 +526,13 @@ def test_alerts_survive_the_reexec_that_hides_a_password(db, conn, receivers):
     finally:
         agent.stop(signal.SIGTERM)
         agent.log_path.unlink(missing_ok=True)
+
+
+def test_a_webhook_given_on_the_command_line_is_hidden_from_ps(conn, agents, receivers):
+    receiver = receivers()
+    job = make_job(conn, "fails for ps", FAILING, run_now=True)
+    agent = agents("--alert-webhook", receiver.url)
+    wait_until(lambda: receiver.events(job) == ["failure"], 30, what="the failure alert")
+    with open(f"/proc/{agent.proc.pid}/cmdline", "rb") as fh:
+        cmdline = fh.read().decode()
+    assert "S3CR3TTOKEN" not in cmdline and "--alert-webhook" not in cmdline
