@@ -98,7 +98,7 @@ def explain_claim(conn: Any, ids: list[int]) -> None:
             "INSERT INTO pgagent.pga_jobagent (jagpid, jagstation)"
             " VALUES (pg_backend_pid(), 'explain') RETURNING jagpid"
         ).fetchone()
-        params = {"pid": pid, "station": "", "limit": 4, "own_pids": [pid], "full": True}
+        params = {"pid": pid, "station": "", "limit": 4, "own_pids": [pid]}
         conn.execute("UPDATE pgagent.pga_job SET jobnextrun = now() WHERE jobid = ANY(%s)", (ids,))
         rows = conn.execute(
             "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + query("claim_jobs"),

@@ -8,6 +8,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+# One generator for every Backoff: seeding a new one costs more than the retry it spaces.
+_RANDOM = random.Random()  # noqa: S311 - jitter, not cryptography
+
 
 @dataclass
 class Backoff:
@@ -19,7 +22,7 @@ class Backoff:
     factor: float = 2.0
     jitter: float = 0.2
     _current: float = field(default=0.0, init=False)
-    _random: random.Random = field(default_factory=random.Random, init=False, repr=False)
+    _random: random.Random = field(default=_RANDOM, init=False, repr=False, compare=False)
 
     def next_delay(self) -> float:
         """The delay to wait now; the following one is longer."""

@@ -135,15 +135,11 @@ DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
 
 -- ---- claims ---------------------------------------------------------------------------
 
--- name: claim_jobs
+-- fragment: claim_due
 -- Claims up to %(limit)s due jobs for this agent. SKIP LOCKED lets several agents claim
 -- concurrently; the outer re-check of jobagentid keeps a job from being claimed twice
 -- even against agents (like the C pgAgent) that claim with a plain conditional UPDATE.
--- With %(full)s it also reports when the next unclaimed job is due (seconds from the
--- server's now) and how many registered agents look dead, so one round trip serves the
--- whole poll. Without it (a backlog being worked off) those parts are skipped by the
--- executor (a one-time filter), and only the claim runs.
-WITH due AS (
+due AS (
     SELECT jobid
       FROM pgagent.pga_job
      WHERE jobenabled AND jobagentid IS NULL AND jobnextrun <= now()
@@ -158,19 +154,33 @@ WITH due AS (
      WHERE j.jobid = due.jobid AND j.jobagentid IS NULL
     RETURNING j.jobid, j.jobnextrun
 )
+
+-- fragment: claimed_rows
 SELECT 'claim' AS kind, jobid, jobnextrun,
        EXTRACT(EPOCH FROM (now() - jobnextrun))::float8 AS seconds  -- pickup lag
   FROM claimed
+
+-- name: claim_jobs
+-- A full poll in one round trip: the claim (see claim_due), when the next unclaimed job is
+-- due (seconds from the server's now) and how many registered agents look dead.
+WITH {{claim_due}}
+{{claimed_rows}}
 UNION ALL
 SELECT 'next', NULL, NULL, EXTRACT(EPOCH FROM (min(jobnextrun) - now()))::float8
   FROM pgagent.pga_job
- WHERE %(full)s AND jobenabled AND jobagentid IS NULL AND jobnextrun IS NOT NULL
+ WHERE jobenabled AND jobagentid IS NULL AND jobnextrun IS NOT NULL
    AND (jobhostagent = '' OR jobhostagent = %(station)s)
    AND jobid NOT IN (SELECT jobid FROM due)
 UNION ALL
 SELECT 'zombies', NULL, NULL, count(*)::float8
   FROM pgagent.pga_jobagent a
- WHERE %(full)s AND {{dead_agent}}
+ WHERE {{dead_agent}}
+
+-- name: claim_backlog
+-- While a backlog of due jobs is being worked off: only the claim, which then does not
+-- look at the rest of the table at all.
+WITH {{claim_due}}
+{{claimed_rows}}
 
 -- ---- one run --------------------------------------------------------------------------
 

@@ -161,13 +161,12 @@ class AgentStore:
         """Claim up to `limit` due jobs. A full poll also learns when the next job is due
         and whether any agent looks dead; a backlog poll only claims."""
         rows = await self.service.rows(
-            statement("claim_jobs"),
+            statement("claim_jobs" if full else "claim_backlog"),
             {
                 "pid": self.pid,
                 "station": station,
                 "limit": limit,
                 "own_pids": self._own_pids(),
-                "full": full,
             },
         )
         claims: list[Claim] = []

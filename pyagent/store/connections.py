@@ -172,7 +172,7 @@ class ControlPool:
         """Run `attempt` until it succeeds, waiting out transient outages until give_up
         is set (then None). With retry_timeouts=False a statement cancelled by the
         statement timeout raises QueryCanceled instead of being tried again."""
-        backoff = Backoff(initial=0.2, maximum=5.0)
+        backoff: Backoff | None = None  # made on the first failure: most attempts succeed
         while True:
             try:
                 return await attempt()
@@ -181,6 +181,7 @@ class ControlPool:
                     raise
                 if self.give_up.is_set():
                     return None
+            backoff = backoff or Backoff(initial=0.2, maximum=5.0)
             waiter = asyncio.ensure_future(self.give_up.wait())
             try:
                 await asyncio.wait({waiter}, timeout=backoff.next_delay())
