@@ -209,13 +209,15 @@ def burst(
     time_limit: float | None = None,
     label: str = "burst",
     agent_args: Sequence[str] = (),
+    code: str | None = None,
 ) -> dict[str, Any]:
     """`jobs` one-step jobs made due by one Run-now UPDATE; measure until all finished
     (or the time limit): throughput, failures, double runs, peak agent connections,
     agent CPU seconds and peak RSS."""
     if time_limit is None:
         time_limit = max(60.0, jobs / 25.0)
-    code = "SELECT 1" if kind == "s" else "echo hi"
+    if code is None:
+        code = "SELECT 1" if kind == "s" else "echo hi"
     db = bench.fresh_db(label, agent)
     dsn = bench.dsn(db)
     notes: list[str] = []

@@ -15,7 +15,6 @@ from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
 from pyagent.envconfig import ALERT_WEBHOOK_VAR
-from pyagent.jobs.cli import jobs_group
 from pyagent.settings import DEFAULTS
 
 COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
@@ -53,7 +52,26 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit(0)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _PyagentGroup(click.Group):
+    """The top-level group; `jobs` is imported only when used, so the agent never loads the
+    management commands (nor their libraries)."""
+
+    _LAZY = {"jobs": ("pyagent.jobs.cli", "jobs_group")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY:
+            import importlib
+
+            module, attr = self._LAZY[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_PyagentGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-v",
     "--version",
@@ -539,8 +557,6 @@ def schema_add_notify_old_name(ctx: click.Context, dsn: str) -> None:
     """The earlier name of add-extras (hidden; kept so existing scripts work)."""
     ctx.invoke(schema_add_notify, dsn=dsn)
 
-
-main_group.add_command(jobs_group)
 
 
 

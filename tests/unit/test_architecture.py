@@ -50,7 +50,8 @@ def test_the_core_never_imports_the_cli():
 def test_the_daemon_does_not_load_management_libraries():
     code = (
         "import sys, pyagent.cli, pyagent.agent;"
-        "print(sorted(m for m in ('yaml', 'croniter', 'prometheus_client') if m in sys.modules))"
+        "print(sorted(m for m in ('yaml', 'croniter', 'prometheus_client', 'pyagent.jobs',"
+        "'pyagent.store.catalog', 'pyagent.schema.check') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
