@@ -1,5 +1,5 @@
-"""The pgagent schema shipped in sql/: install it (`install`), inspect an existing one
-(`check`: ours or the extension's), what it must hold (`expected`) and what the agent's
+"""The pgagent schema shipped in sql/: install it (`installer`), inspect an existing one
+(`checker`: ours or the extension's), what it must hold (`expected`) and what the agent's
 role needs (`privileges`).
 
 The names below are loaded on first use, so the agent, which needs only `privileges`, does
@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyagent.schema.check import check, check_on
+    from pyagent.schema.checker import check, check_on
     from pyagent.schema.expected import (
         AGENT_FUNCTIONS,
         AGENT_TABLE_PRIVILEGES,
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
         function_signature,
         required_agent_privileges,
     )
-    from pyagent.schema.install import (
+    from pyagent.schema.installer import (
         REQUIRED_SCHEMA_VERSION,
         SCHEMA_NAME,
         InstallResult,
@@ -30,19 +30,19 @@ if TYPE_CHECKING:
     from pyagent.schema.report import PROBLEM_CODES, CheckReport, Problem
 
 _HOMES = {
-    "check": "check",
-    "check_on": "check",
+    "check": "checker",
+    "check_on": "checker",
     "AGENT_FUNCTIONS": "expected",
     "AGENT_TABLE_PRIVILEGES": "expected",
     "JOB_CLASSES": "expected",
     "function_signature": "expected",
     "required_agent_privileges": "expected",
-    "REQUIRED_SCHEMA_VERSION": "install",
-    "SCHEMA_NAME": "install",
-    "InstallResult": "install",
-    "SchemaExists": "install",
-    "install": "install",
-    "install_on": "install",
+    "REQUIRED_SCHEMA_VERSION": "installer",
+    "SCHEMA_NAME": "installer",
+    "InstallResult": "installer",
+    "SchemaExists": "installer",
+    "install": "installer",
+    "install_on": "installer",
     "PROBLEM_CODES": "report",
     "CheckReport": "report",
     "Problem": "report",
@@ -72,4 +72,6 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'pyagent.schema' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"pyagent.schema.{home}"), name)
+    value = getattr(importlib.import_module(f"pyagent.schema.{home}"), name)
+    globals()[name] = value  # found directly from now on
+    return value

@@ -27,6 +27,18 @@ EXISTS (SELECT 1 FROM pgagent.pga_joblog l
 CASE WHEN j.jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
      THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
 
+-- fragment: close_joblog
+-- Close a run's log row, unless something (a zombie sweep, a cancel) closed it already.
+UPDATE pgagent.pga_joblog
+   SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
+ WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
+
+-- fragment: release_claimed_job
+-- Give the claim back and schedule the next run (see next_run_after_release).
+UPDATE pgagent.pga_job j
+   SET jobagentid = NULL, jobnextrun = {{next_run_after_release}}
+ WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+
 -- ---- start-up -------------------------------------------------------------------------
 
 -- name: schema_facts
@@ -220,13 +232,9 @@ UPDATE pgagent.pga_jobsteplog
 -- function fails, nothing is changed and the agent falls back (release_job with the next
 -- run it computed itself).
 WITH log AS (
-    UPDATE pgagent.pga_joblog
-       SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
-     WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
+{{close_joblog}}
 )
-UPDATE pgagent.pga_job j
-   SET jobagentid = NULL, jobnextrun = {{next_run_after_release}}
- WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+{{release_claimed_job}}
 
 -- name: abort_step
 UPDATE pgagent.pga_jobsteplog
@@ -246,15 +254,10 @@ SELECT j.jobname, s.jstid, s.jstname, l.jslstatus, l.jslresult, l.jsloutput
  LIMIT 1
 
 -- name: finish_joblog
-UPDATE pgagent.pga_joblog
-   SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
- WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
+{{close_joblog}}
 
 -- name: release_job
--- Give the claim back and schedule the next run (see next_run_after_release).
-UPDATE pgagent.pga_job j
-   SET jobagentid = NULL, jobnextrun = {{next_run_after_release}}
- WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+{{release_claimed_job}}
 
 -- name: release_unstarted_job
 -- A claimed job whose run never started (interrupted before its log row existed): give

@@ -51,7 +51,7 @@ def test_the_daemon_does_not_load_management_libraries():
     code = (
         "import sys, pyagent.cli, pyagent.agent;"
         "print(sorted(m for m in ('yaml', 'croniter', 'prometheus_client', 'pyagent.jobs',"
-        "'pyagent.store.catalog', 'pyagent.schema.check') if m in sys.modules))"
+        "'pyagent.store.catalog', 'pyagent.schema.checker') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -61,3 +61,19 @@ def test_the_daemon_does_not_load_management_libraries():
         cwd=PACKAGE.parent,
     ).stdout.strip()
     assert out == "[]"
+
+
+def test_the_schema_package_names_are_its_functions_after_any_import_order():
+    # The package loads its parts on first use; a submodule named like one of its
+    # functions would replace the function once imported.
+    code = (
+        "import pyagent.schema.checker, pyagent.schema.installer, pyagent.schema.report;"
+        "from pyagent import schema;"
+        "print(all(callable(getattr(schema, n)) for n in"
+        " ('check', 'check_on', 'install', 'install_on', 'required_agent_privileges')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        cwd=PACKAGE.parent,
+    ).stdout.strip()
+    assert out == "True"

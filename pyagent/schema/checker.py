@@ -24,7 +24,7 @@ from pyagent.schema.expected import (
     events_text,
     function_signature,
 )
-from pyagent.schema.install import REQUIRED_SCHEMA_VERSION, SCHEMA_NAME
+from pyagent.schema.installer import REQUIRED_SCHEMA_VERSION, SCHEMA_NAME
 from pyagent.schema.privileges import MissingPrivilege
 from pyagent.schema.report import PROBLEM_CODES, CheckReport, Problem
 
