@@ -14,8 +14,8 @@ from pyagent.control.options import MAX_RETRIES, parse_retry_delay
 from pyagent.envconfig import ALERT_WEBHOOK_VAR
 from pyagent.settings import DEFAULT_RETRY_DELAY, ControlSettings
 
-# Variables holding secrets: read once, then removed from the environment batch steps inherit.
-SECRET_VARS = (ALERT_WEBHOOK_VAR, ALERT_WEBHOOK_VAR + "_FILE")
+# Every default is written once, in ControlSettings.
+_DEFAULTS = ControlSettings()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +44,7 @@ def control_options(command: F) -> F:
         click.option(
             "--retries",
             type=click.IntRange(0, MAX_RETRIES),
-            default=0,
+            default=_DEFAULTS.retries,
             show_default=True,
             envvar="PYAGENT_RETRIES",
             help="Default number of retries of a failed run; a job's @RETRIES=N; wins.",
@@ -52,7 +52,7 @@ def control_options(command: F) -> F:
         click.option(
             "--retry-delay",
             type=DurationType(),
-            default=DEFAULT_RETRY_DELAY,
+            default=_DEFAULTS.retry_delay,
             show_default="1 m",
             envvar="PYAGENT_RETRY_DELAY",
             help="Default delay before the first retry (doubled for each further one, "
@@ -73,7 +73,7 @@ def control_options(command: F) -> F:
         click.option(
             "--alert-timeout",
             type=click.FloatRange(min=0.1),
-            default=10.0,
+            default=_DEFAULTS.alert_timeout,
             show_default=True,
             envvar="PYAGENT_ALERT_TIMEOUT",
             help="Seconds one alert delivery attempt may take.",

@@ -18,13 +18,11 @@ Rules (see docs/differences.md):
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import psycopg
-from psycopg.errors import QueryCanceled
 
 from pyagent.control.options import (
     JobControlOptions,
@@ -34,7 +32,6 @@ from pyagent.control.options import (
 )
 from pyagent.logsetup import get_logger
 from pyagent.store import control as store
-from pyagent.store.connections import TRANSIENT_ERRORS
 
 if TYPE_CHECKING:
     from pyagent.ops.metrics import Metrics
@@ -71,7 +68,6 @@ async def release_with_retries(
         return None
     assert jlgid is not None and options is not None
     log = get_logger()
-    give_up = agent_store.control.give_up
     letter = str(getattr(status, "value", status))
     decided: list[RetryDecision | None] = []
 
@@ -80,32 +76,27 @@ async def release_with_retries(
         decided.append(decision)
         return None if decision is None else decision.delay
 
-    delay = 0.2
-    while True:
+    async def attempt() -> store.FailedRunRelease | None:
         decided.clear()
-        try:
-            async with agent_store.control.pool.connection() as conn:
-                released = await store.release_failed_run(
-                    conn,
-                    job_id=claim.job_id,
-                    jlgid=jlgid,
-                    status=letter,
-                    pids=sorted({agent_store.pid or 0, claim.agent_pid}),
-                    claimed_nextrun=claim.claimed_nextrun,
-                    retry_delay=retry_delay,
-                )
-            break
-        except QueryCanceled:
-            return None
-        except TRANSIENT_ERRORS:
-            if give_up.is_set():
-                return None
-        except psycopg.Error as exc:
-            # The schema's next-run function raised: the ordinary release has the fallback.
-            log.debug(f"Retry release of job {claim.job_id} failed: {str(exc).strip()}")
-            return None
-        await _wait(give_up, delay)
-        delay = min(delay * 2, 5.0)
+        async with agent_store.control.pool.connection() as conn:
+            return await store.release_failed_run(
+                conn,
+                job_id=claim.job_id,
+                jlgid=jlgid,
+                status=letter,
+                pids=sorted({agent_store.pid or 0, claim.agent_pid}),
+                claimed_nextrun=claim.claimed_nextrun,
+                retry_delay=retry_delay,
+            )
+
+    try:
+        # Outages are waited out (until a hard shutdown gives up: then None).
+        released = await agent_store.control.retrying(attempt, retry_timeouts=False)
+    except psycopg.Error as exc:
+        # A statement timeout, or the schema's next-run function raised: the ordinary
+        # release has the fallback.
+        log.debug(f"Retry release of job {claim.job_id} failed: {str(exc).strip()}")
+        return None
     if released is None:
         return None
     decision = decided[-1] if decided else None
@@ -160,11 +151,3 @@ def _report(
             f"at its scheduled run {released.next_run}, which comes first",
             **fields,
         )
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=seconds)
-    finally:
-        waiter.cancel()

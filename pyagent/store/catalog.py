@@ -16,8 +16,6 @@ from pyagent.store.records import OnError, RunStatus, StepKind
 from pyagent.store.sqlfile import load_blocks
 
 Flags = tuple[bool, ...]
-#: Lengths of pga_schedule's five arrays: minutes, hours, weekdays, monthdays, months.
-ARRAY_LENGTHS = (60, 24, 7, 32, 12)
 
 
 def _sql(name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from pyagent.store.agent_store import statement as agent_statement
 from pyagent.store.sqlfile import load_blocks
 
 Conn = psycopg.AsyncConnection[Any]
@@ -54,8 +55,9 @@ async def _release_failed_run(
         if row is None:
             raise _NotClaimed
         kept = row[0] != claimed_nextrun
-        await conn.execute(statement("close_run"), {"jlgid": jlgid, "status": status})
-        await conn.execute(statement("release_claimed_job"), params)
+        # The ordinary close and release of agent.sql; only what follows is job control's.
+        await conn.execute(agent_statement("finish_joblog"), {"jlgid": jlgid, "status": status})
+        await conn.execute(agent_statement("release_job"), {**params, "next_run": None})
         cur = await conn.execute(statement("failure_streak"), {"job_id": job_id, "jlgid": jlgid})
         streak_row = await cur.fetchone()
         assert streak_row is not None

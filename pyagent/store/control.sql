@@ -14,20 +14,6 @@ SELECT jobnextrun
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
    FOR UPDATE
 
--- name: close_run
-UPDATE pgagent.pga_joblog
-   SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
- WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
-
--- name: release_claimed_job
--- The same release as queries.sql's release_job: NULL lets pga_job_trigger schedule the
--- next run; a value changed during the run is kept.
-UPDATE pgagent.pga_job
-   SET jobagentid = NULL,
-       jobnextrun = CASE WHEN jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
-                         THEN NULL ELSE jobnextrun END
- WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
-
 -- name: failure_streak
 -- The run's final status as stored (a cancel may have set 'd' meanwhile) and the job's
 -- streak of consecutive failed runs ('f'), newest first, up to the last run that ended
