@@ -441,7 +441,9 @@ def test_alert_command_including_a_failing_one(conn, agents, tmp_path):
         f'if [ ! -e "{tmp_path}/failed-once" ]; then\n'
         f'  touch "{tmp_path}/failed-once"; echo "mail server says no" >&2; exit 3\n'
         "fi\n"
-        f'cat > "{tmp_path}/$PYAGENT_ALERT_JOB_ID-$PYAGENT_ALERT_EVENT.json"\n'
+        # Written aside, then renamed: the test sees the file only once it is whole.
+        f'cat > "{tmp_path}/doc.tmp.$$"\n'
+        f'mv "{tmp_path}/doc.tmp.$$" "{tmp_path}/$PYAGENT_ALERT_JOB_ID-$PYAGENT_ALERT_EVENT.json"\n'
     )
     script.chmod(0o755)
     failing = make_job(conn, "mail me", FAILING, run_now=True)
