@@ -3,6 +3,11 @@
 Imported only when `--alert-webhook` or `--alert-command` is set, so an agent without
 alerts carries none of this (nor urllib's HTTP stack) in memory.
 
+The webhook is POSTed with urllib, on purpose: the few things delivery needs beyond it are
+written here (user-info as basic authentication, redirects refused, causes named), while
+urllib already gives timeouts, TLS with the system's trust store and proxies from the
+environment; an HTTP library would add several MB to the agent for none of that.
+
 Delivery never blocks the scheduling loop: each sink has a bounded queue and a few slots;
 an attempt has a timeout; a failed attempt is put back after a growing pause (the slot is
 free meanwhile) until `retry_for` seconds have passed, then given up with a log line and a
@@ -13,20 +18,26 @@ costs one slot for at most the timeout.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import functools
 import json
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import SplitResult, unquote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 from pyagent.logsetup import get_logger
 from pyagent.store.control import RunReport
+
+if TYPE_CHECKING:
+    import urllib.request
+    from email.message import Message
 
 AlertEvent = Literal["failure", "aborted", "recovered", "success"]
 Sink = Literal["webhook", "command"]
@@ -71,11 +82,76 @@ def alert_event(status: str, previous_status: str | None, policy: str) -> AlertE
 
 
 def safe_url(url: str) -> str:
-    """Scheme and host of a URL: what may be logged of a secret webhook URL."""
+    """Scheme and host of a URL: what may be logged of a secret webhook URL. User-info in
+    the URL shows as "(with credentials)", never as itself."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ":?"
+    shown = f"{parts.scheme}://{host}{port}"
+    return shown + " (with credentials)" if _has_credentials(parts) else shown
+
+
+def _has_credentials(parts: SplitResult) -> bool:
+    return bool(parts.username or parts.password)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A webhook URL parsed once: the URL requested (without user-info), the basic
+    authentication its user-info gives, and what the log may say of it."""
+
+    url: str
+    shown: str
+    authorization: str | None = field(default=None, repr=False)
+
+
+def parse_webhook(url: str) -> Webhook:
+    """Parse a webhook URL; user-info (percent-encoded user and password) becomes HTTP basic
+    authentication. Raises ValueError with a message that never quotes the URL."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http:// or https:// URL with a host name")
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is read
+    except ValueError:
+        raise ValueError(
+            "the port is not a number from 0 to 65535 (a / ? or # in a user name or "
+            "password must be percent-encoded: %2F %3F %23)"
+        ) from None
+    authorization = None
+    if _has_credentials(parts):
+        user = unquote_to_bytes(parts.username or "")
+        if b":" in user:
+            raise ValueError(
+                "the user name holds a ':' (%3A), which basic authentication cannot carry"
+            )
+        token = base64.b64encode(user + b":" + unquote_to_bytes(parts.password or ""))
+        authorization = "Basic " + token.decode("ascii")
+    host_and_port = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit(parts._replace(netloc=host_and_port))
+    return Webhook(url=bare, shown=safe_url(url.strip()), authorization=authorization)
+
+
+def webhook_secrets(url: str) -> list[str]:
+    """What of a webhook URL must never appear in a log line: the URL, its path and query,
+    its user-info and password (as written and decoded); a user name alone (a token) too."""
+    parts = urlsplit(url)
+    found = [url]
+    if len(parts.path) > 1:
+        found.append(parts.path)
+    if parts.query:
+        found.append(parts.query)
+    if _has_credentials(parts):
+        found.append(parts.netloc.rpartition("@")[0])
+        secret = parts.password if parts.password else parts.username
+        if secret:
+            found += [secret, unquote(secret)]
+    return found
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -214,35 +290,103 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
-def _post_json(url: str, body: bytes, timeout: float) -> int:
-    """POST body to url (runs in a worker thread)."""
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies from the environment, TLS with the system's trust store)
+    that does not follow redirects: a POST redirected by 301/302 would arrive as a GET
+    without its document, and a secret webhook's document belongs to the URL given."""
+    import urllib.request
+
+    class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+            return None  # the 3xx answer then comes back as an HTTPError
+
+    return urllib.request.build_opener(RefuseRedirects)
+
+
+def _post_json(hook: Webhook, body: bytes, timeout: float) -> int:
+    """POST body to the webhook (runs in a worker thread)."""
+    import http.client
     import urllib.error
     import urllib.request
 
     from pyagent import __version__
 
     request = urllib.request.Request(  # noqa: S310 - the operator's own URL
-        url,
+        hook.url,
         data=body,
         method="POST",
         headers={"Content-Type": "application/json", "User-Agent": f"pyagent/{__version__}"},
     )
+    if hook.authorization:
+        # Unredirected: never carried on to a redirect's URL (none is followed anyway).
+        request.add_unredirected_header("Authorization", hook.authorization)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _opener().open(request, timeout=timeout) as response:
             response.read(64 * 1024)
             return int(response.status)
     except urllib.error.HTTPError as exc:
-        # 4xx (but 408 and 429) will not get better by trying again.
-        permanent = 400 <= exc.code < 500 and exc.code not in (408, 429)
-        raise DeliveryError(f"HTTP status {exc.code}", permanent=permanent) from None
+        exc.close()
+        raise _refused(exc.code, exc.headers, hook) from None
     except TimeoutError:
         raise DeliveryError(f"timed out after {timeout:g} s") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
             raise DeliveryError(f"timed out after {timeout:g} s") from None
-        raise DeliveryError(f"cannot reach the receiver: {exc.reason}") from None
-    except (OSError, ValueError) as exc:
+        raise DeliveryError(_unreachable(exc.reason, request)) from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _refused(code: int, headers: Message, hook: Webhook) -> DeliveryError:
+    """The DeliveryError for an HTTP error status, with its cause where it is known."""
+    from http import HTTPStatus
+
+    try:
+        # The standard phrase, not the receiver's own words.
+        text = f"HTTP status {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        text = f"HTTP status {code}"
+    if 300 <= code < 400:
+        location = headers.get("Location")
+        try:
+            target = safe_url(urljoin(hook.url, location)) if location else ""
+        except ValueError:  # not a URL at all
+            target = ""
+        where = f" to {target}" if target.isprintable() and target.isascii() else ""
+        return DeliveryError(
+            f"{text}: the receiver redirects{where}; alerts are not sent on to another URL "
+            "(give the final one)",
+            permanent=True,
+        )
+    if code == 401:
+        text += (
+            ": the receiver did not accept the user name and password given in the URL"
+            if hook.authorization
+            else ": the receiver wants credentials (give them in the URL: "
+            "https://user:password@host/...)"
+        )
+    # 4xx (but 408 and 429) will not get better by trying again.
+    return DeliveryError(text, permanent=400 <= code < 500 and code not in (408, 429))
+
+
+def _unreachable(reason: object, request: urllib.request.Request) -> str:
+    """Why the receiver (or the proxy in front of it) could not be reached."""
+    import socket
+    import ssl
+
+    where = request.host  # the proxy's, when the environment names one for this URL
+    if request.has_proxy() or getattr(request, "_tunnel_host", None):
+        where += " (the proxy from the environment)"
+    if isinstance(reason, socket.gaierror):
+        detail = f"the host name does not resolve ({reason.strerror})"
+    elif isinstance(reason, ConnectionRefusedError):
+        detail = "connection refused"
+    elif isinstance(reason, ssl.SSLCertVerificationError):
+        detail = f"its TLS certificate is not accepted ({reason.verify_message})"
+    else:
+        detail = str(reason)
+    return f"cannot reach {where}: {detail}"
 
 
 async def run_alert_command(
@@ -314,7 +458,8 @@ class AlertDispatcher:
         first_pause: float = FIRST_PAUSE,
         longest_pause: float = LONGEST_PAUSE,
     ) -> None:
-        self.webhook = webhook
+        # Parsed once (the CLI has checked it): the URL to request and its credentials.
+        self.webhook = parse_webhook(webhook) if webhook else None
         self.command = command
         self.timeout = timeout
         self.retry_for = retry_for
@@ -337,7 +482,7 @@ class AlertDispatcher:
         """What the log may say about where alerts go."""
         parts = []
         if self.webhook:
-            parts.append(f"webhook {safe_url(self.webhook)}")
+            parts.append(f"webhook {self.webhook.shown}")
         if self.command:
             parts.append("a command")
         return " and ".join(parts)
@@ -421,7 +566,7 @@ class AlertDispatcher:
         self._log.debug(f"Alert for job {job_id} run {run_id} sent by {self._name(sink)}", **fields)
 
     def _name(self, sink: Sink) -> str:
-        return f"webhook {safe_url(self.webhook)}" if sink == "webhook" and self.webhook else sink
+        return f"webhook {self.webhook.shown}" if sink == "webhook" and self.webhook else sink
 
     async def _deliver(self, sink: Sink, item: _Item) -> None:
         if sink == "webhook":

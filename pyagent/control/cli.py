@@ -62,7 +62,8 @@ def control_options(command: F) -> F:
             "--alert-webhook",
             metavar="URL",
             help=f"POST a JSON alert (Slack-compatible) on failed/aborted runs. "
-            f"Also {ALERT_WEBHOOK_VAR} or {ALERT_WEBHOOK_VAR}_FILE. Logged as scheme://host only.",
+            f"Also {ALERT_WEBHOOK_VAR} or {ALERT_WEBHOOK_VAR}_FILE. user:password@ in the URL is "
+            "sent as basic auth. Logged as scheme://host only.",
         ),
         click.option(
             "--alert-command",
@@ -96,15 +97,14 @@ def control_settings(options: dict[str, Any]) -> ControlSettings:
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
     if webhook:
-        from urllib.parse import urlsplit
+        from pyagent.control.alerts import parse_webhook
 
-        parts = urlsplit(webhook.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # Say what is wrong without echoing the secret.
-            raise click.UsageError(
-                "--alert-webhook: not an http:// or https:// URL with a host name"
-            )
         webhook = webhook.strip()
+        try:
+            parse_webhook(webhook)
+        except ValueError as exc:
+            # Say what is wrong without echoing the secret.
+            raise click.UsageError(f"--alert-webhook: {exc}") from None
     return ControlSettings(
         retries=int(options.pop("retries", 0)),
         retry_delay=float(options.pop("retry_delay", DEFAULT_RETRY_DELAY)),
@@ -115,15 +115,10 @@ def control_settings(options: dict[str, Any]) -> ControlSettings:
 
 
 def secrets_of(settings: ControlSettings) -> list[str]:
-    """Values that must never appear in a log line (the webhook URL and its path)."""
+    """Values that must never appear in a log line (the webhook URL, its path, query and
+    credentials)."""
     if not settings.alert_webhook:
         return []
-    from urllib.parse import urlsplit
+    from pyagent.control.alerts import webhook_secrets
 
-    parts = urlsplit(settings.alert_webhook)
-    found = [settings.alert_webhook]
-    if len(parts.path) > 1:
-        found.append(parts.path)
-    if parts.query:
-        found.append(parts.query)
-    return found
+    return webhook_secrets(settings.alert_webhook)

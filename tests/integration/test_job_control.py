@@ -4,6 +4,7 @@ command, run-history metrics, and bad values."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -319,24 +320,48 @@ SECRET_PATH = "/hooks/T0000/B0000/S3CR3TTOKEN"
 
 class Receiver:
     """A local webhook receiver (127.0.0.1 only): up, slow (answers after `delay`) or
-    hanging (answers only when released). Records every document it is sent."""
+    hanging (answers only when released); with `auth` ("user:password") it wants that HTTP
+    basic authentication and answers 401 otherwise; with `redirect` it answers 302 there.
+    Records every document it accepts, and the request line and headers of every request."""
 
-    def __init__(self, port: int = 0, *, delay: float = 0.0, hang: bool = False) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        delay: float = 0.0,
+        hang: bool = False,
+        auth: str | None = None,
+        redirect: str | None = None,
+    ) -> None:
         self.docs: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []
         self.release = threading.Event()
         receiver = self
+        wanted = "Basic " + base64.b64encode(auth.encode()).decode() if auth else None
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((self.requestline, dict(self.headers.items())))
+                if wanted and self.headers.get("Authorization") != wanted:
+                    self.answer(401, [("WWW-Authenticate", 'Basic realm="alerts"')])
+                    return
+                if redirect:
+                    self.answer(302, [("Location", redirect)])
+                    return
                 receiver.paths.append(self.path)
                 receiver.docs.append(json.loads(body))
                 if hang:
                     receiver.release.wait(120)
                 elif delay:
                     receiver.release.wait(delay)  # the receiver's own slowness
-                self.send_response(200)
+                self.answer(200)
+
+            def answer(self, status: int, headers: list[tuple[str, str]] = ()) -> None:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -491,6 +516,7 @@ def test_metrics_show_last_success_and_failure_per_job(conn, agents):
         (["--retry-delay", "soon"], {}, "--retry-delay"),
         ([], {"PYAGENT_RETRY_DELAY": "-5 s"}, "--retry-delay"),
         (["--alert-webhook", "ftp://h/S3CR3T"], {}, "--alert-webhook"),
+        (["--alert-webhook", "http://alice:S3CR3T/x@h/hook"], {}, "percent-encoded"),
         (
             [],
             {"PYAGENT_ALERT_WEBHOOK": "http://h/S3CR3T", "PYAGENT_ALERT_WEBHOOK_FILE": "/dev/null"},
@@ -538,3 +564,113 @@ def test_a_webhook_given_on_the_command_line_is_hidden_from_ps(conn, agents, rec
     with open(f"/proc/{agent.proc.pid}/cmdline", "rb") as fh:
         cmdline = fh.read().decode()
     assert "S3CR3TTOKEN" not in cmdline and "--alert-webhook" not in cmdline
+
+
+# ---- webhooks with credentials -----------------------------------------------------------
+
+
+def test_credentials_in_the_webhook_url_are_sent_as_basic_auth_and_shown_nowhere(
+    conn, agents, receivers
+):
+    receiver = receivers(auth="alice:s3cret")
+    port = receiver.server.server_address[1]
+    job = make_job(conn, "fails for a guarded hook", FAILING, run_now=True)
+    url = f"http://alice:s3cret@127.0.0.1:{port}{SECRET_PATH}?token=T0KEN"
+    agent = agents("--alert-webhook", url, "--http", "127.0.0.1:0")
+    wait_until(lambda: receiver.events(job) == ["failure"], 30, what="the failure alert")
+    # Delivered at the first attempt, with the header, and nothing of the user-info in the
+    # request line.
+    ((request_line, headers),) = receiver.requests
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert request_line == f"POST {SECRET_PATH}?token=T0KEN HTTP/1.1"
+    sent = f"sent by webhook http://127.0.0.1:{port} (with credentials)"
+    wait_until(lambda: sent in agent.log_text(), 10, what="the sent line")
+    metrics = wait_until(
+        lambda: (
+            'pyagent_alerts_total{outcome="sent",sink="webhook"} 1.0' in (t := scrape(agent)) and t
+        )
+    )
+    log = agent.log_text()
+    assert "not delivered" not in log
+    with open(f"/proc/{agent.proc.pid}/cmdline", "rb") as fh:
+        cmdline = fh.read().decode()
+    document = json.dumps(receiver.docs)
+    for place in (log, cmdline, metrics, document):
+        for secret in ("s3cret", "alice", "S3CR3TTOKEN", "T0KEN", headers["Authorization"][6:]):
+            assert secret not in place
+
+
+def test_a_wrong_webhook_password_gives_one_clear_line_and_no_retry(conn, agents, receivers):
+    receiver = receivers(auth="alice:s3cret")
+    port = receiver.server.server_address[1]
+    job = make_job(conn, "fails for a wrong password", FAILING, run_now=True)
+    agent = agents(
+        "--alert-webhook", f"http://alice:Wr0ngPass@127.0.0.1:{port}/hook", "--http", "127.0.0.1:0"
+    )
+    wait_until(
+        lambda: 'pyagent_alerts_total{outcome="failed",sink="webhook"} 1.0' in scrape(agent),
+        30,
+        what="the failed alert",
+    )
+    lines = [line for line in agent.log_text().splitlines() if "not delivered" in line]
+    assert len(lines) == 1, lines
+    assert (
+        f"Alert for job {job} run {job_logs(conn, job)[0][0]} not delivered by webhook "
+        f"http://127.0.0.1:{port} (with credentials) after 1 attempt(s): HTTP status 401 "
+        "Unauthorized: the receiver did not accept the user name and password given in the "
+        "URL; giving up"
+    ) in lines[0]
+    assert len(receiver.requests) == 1 and receiver.docs == []
+    assert "Wr0ngPass" not in agent.log_text()
+
+
+def post(url: str, timeout: float = 10.0) -> int:
+    """One delivery attempt of a small document, as the agent makes it."""
+    from pyagent.control.alerts import _post_json, parse_webhook
+
+    return _post_json(parse_webhook(url), b'{"text": "hello"}', timeout)
+
+
+def test_percent_encoded_credentials_are_decoded_for_basic_auth(receivers):
+    receiver = receivers(auth="al@ice:p:ss/wörd")
+    port = receiver.server.server_address[1]
+    assert post(f"http://al%40ice:p%3Ass%2Fw%C3%B6rd@127.0.0.1:{port}/hook?token=T") == 200
+    assert receiver.requests[0][0] == "POST /hook?token=T HTTP/1.1"
+
+
+def test_a_receiver_wanting_credentials_says_so(receivers):
+    from pyagent.control.alerts import DeliveryError
+
+    receiver = receivers(auth="alice:s3cret")
+    with pytest.raises(DeliveryError) as caught:
+        post(f"http://127.0.0.1:{receiver.server.server_address[1]}/hook")
+    assert str(caught.value) == (
+        "HTTP status 401 Unauthorized: the receiver wants credentials (give them in the URL: "
+        "https://user:password@host/...)"
+    )
+    assert caught.value.permanent
+
+
+def test_a_redirect_is_not_followed_and_names_only_its_host(receivers):
+    from pyagent.control.alerts import DeliveryError
+
+    receiver = receivers(redirect="https://elsewhere.example/new?key=S3CR3T")
+    port = receiver.server.server_address[1]
+    with pytest.raises(DeliveryError) as caught:
+        post(f"http://alice:s3cret@127.0.0.1:{port}/hook")
+    assert str(caught.value) == (
+        "HTTP status 302 Found: the receiver redirects to https://elsewhere.example; alerts "
+        "are not sent on to another URL (give the final one)"
+    )
+    assert caught.value.permanent
+    assert len(receiver.requests) == 1  # the document did not go on to the new place
+
+
+def test_a_closed_port_is_named_with_its_cause():
+    from pyagent.control.alerts import DeliveryError
+
+    port = free_port()
+    with pytest.raises(DeliveryError) as caught:
+        post(f"http://alice:s3cret@127.0.0.1:{port}/hook")
+    assert str(caught.value) == f"cannot reach 127.0.0.1:{port}: connection refused"
+    assert not caught.value.permanent

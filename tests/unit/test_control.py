@@ -4,6 +4,7 @@ alert dispatcher's queueing (no database, no network)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from datetime import UTC, datetime
 
@@ -15,7 +16,9 @@ from pyagent.control.alerts import (
     RetryNote,
     alert_event,
     build_alert,
+    parse_webhook,
     safe_url,
+    webhook_secrets,
 )
 from pyagent.control.options import (
     MAX_RETRY_DELAY,
@@ -176,10 +179,49 @@ def test_recovered_document():
     assert doc["event"] == "recovered" and doc["retry"] is None
 
 
-def test_safe_url_keeps_only_scheme_and_host():
+def test_safe_url_keeps_only_scheme_and_host_and_says_credentials_were_given():
     url = "https://user:pw@hooks.example.com:8443/services/T000/B000/XXXXSECRET?token=abc"
-    assert safe_url(url) == "https://hooks.example.com:8443"
+    assert safe_url(url) == "https://hooks.example.com:8443 (with credentials)"
     assert safe_url("http://127.0.0.1/x") == "http://127.0.0.1"
+    assert safe_url("http://tok3n@[::1]:9/x") == "http://[::1]:9 (with credentials)"
+
+
+def test_webhook_user_info_becomes_basic_auth_and_leaves_the_url():
+    hook = parse_webhook(" https://al%40ice:p%3Ass%2Fw%C3%B6rd@hooks.example.com/h?t=1 ")
+    assert hook.url == "https://hooks.example.com/h?t=1"
+    assert hook.shown == "https://hooks.example.com (with credentials)"
+    assert hook.authorization == "Basic " + base64.b64encode("al@ice:p:ss/wörd".encode()).decode()
+    assert "p%3Ass" not in repr(hook) and (hook.authorization or "") not in repr(hook)
+    # A user name alone (a token) is sent with an empty password.
+    token = parse_webhook("http://t0ken@127.0.0.1:8080/h")
+    assert token.authorization == "Basic " + base64.b64encode(b"t0ken:").decode()
+    assert token.url == "http://127.0.0.1:8080/h"
+    plain = parse_webhook("http://127.0.0.1/h")
+    assert plain.authorization is None and plain.shown == "http://127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://h/S3CR3T", "not an http:// or https:// URL with a host name"),
+        ("http://alice:S3CR3T/x@h/hook", "the port is not a number"),
+        ("http://alice:S3CR3T#x@h/hook", "must be percent-encoded"),
+        ("http://al%3Aice:S3CR3T@h/hook", "basic authentication cannot carry"),
+    ],
+)
+def test_a_bad_webhook_url_is_refused_without_quoting_it(url, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        parse_webhook(url)
+    assert "S3CR3T" not in str(caught.value) and "alice" not in str(caught.value)
+
+
+def test_webhook_secrets_cover_the_credentials_as_written_and_decoded():
+    url = "https://alice:p%40ss@hooks.example.com/services/XXXX?token=abc"
+    secrets = set(webhook_secrets(url))
+    assert {url, "/services/XXXX", "token=abc", "alice:p%40ss", "p%40ss", "p@ss"} <= secrets
+    # A user name beside a password is not scrubbed from every log line; a lone one is.
+    assert "alice" not in secrets
+    assert "t0ken" in webhook_secrets("https://t0ken@hooks.example.com/")
 
 
 # ---- dispatcher -------------------------------------------------------------------------
