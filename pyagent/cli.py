@@ -15,6 +15,7 @@ from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
 from pyagent.envconfig import ALERT_WEBHOOK_VAR
+from pyagent.liveness import MAX_LEASE, MIN_LEASE
 from pyagent.settings import DEFAULTS
 
 COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
@@ -185,6 +186,14 @@ def main_group() -> None:
     help="On SIGTERM, seconds running jobs may take before they are aborted.",
 )
 @click.option(
+    "--lease",
+    type=click.FloatRange(min=MIN_LEASE, max=MAX_LEASE),
+    default=None,
+    envvar="PYAGENT_LEASE",
+    help="Seconds without a lease renewal after which other agents may take this agent's "
+    "jobs over; it stops its own runs before then [default: 3 poll intervals, at least 15].",
+)
+@click.option(
     "--connect-timeout",
     type=click.FloatRange(min=1),
     default=DEFAULTS.connect_timeout,
@@ -325,6 +334,7 @@ def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
         max_jobs=options["max_jobs"],
         max_connections_per_target=options["max_connections_per_target"],
         grace_period=options["grace_period"],
+        lease=options["lease"],
         connect_timeout=options["connect_timeout"],
         allow_batch=not options["no_batch"],
         batch_env=options["batch_env"],

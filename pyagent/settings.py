@@ -7,6 +7,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from pyagent.conninfo import mask_conninfo
+from pyagent.liveness import LeaseTerms, lease_terms
 
 LogFormat = Literal["text", "json"]
 BatchEnv = Literal["inherit", "clean"]
@@ -76,6 +77,14 @@ class Settings:
     step_timeout: float | None = None
     # Retries, alerts (pyagent.control): --retries, --retry-delay, --alert-*.
     control: ControlSettings = field(default_factory=ControlSettings)
+    # --lease: seconds without a renewal after which other agents may clear this one
+    # (None: pyagent.liveness.default_lease, three poll intervals and at least 15 s).
+    lease: float | None = None
+
+    @property
+    def lease_terms(self) -> LeaseTerms:
+        """How this agent renews its lease, and when others may judge it dead."""
+        return lease_terms(self.poll_interval, self.lease)
 
     @property
     def safe_conninfo(self) -> str:

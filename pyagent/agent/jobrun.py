@@ -20,7 +20,7 @@ from pyagent.steps.batch import BatchOptions, run_batch_step
 from pyagent.steps.pools import StepPools
 from pyagent.steps.result import StepOutcome
 from pyagent.steps.sql import NO_CONNECTION, run_sql_step
-from pyagent.store.agent_store import AgentStore
+from pyagent.store.agent_store import AgentStore, ClaimLost, run_tag
 from pyagent.store.records import Claim, FallbackRelease, OnError, RunStatus, StepDef, StepKind
 
 if TYPE_CHECKING:
@@ -46,8 +46,9 @@ def step_target(settings: Settings, step: StepDef) -> str:
     return ci.step_conninfo(settings.conninfo, settings.application_name, step.connstr, step.dbname)
 
 
-async def execute_step(ctx: JobContext, job_id: int, step: StepDef) -> StepOutcome:
-    """Run one step and describe its outcome; never raises except on cancellation."""
+async def execute_step(ctx: JobContext, job_id: int, step: StepDef, tag: str = "") -> StepOutcome:
+    """Run one step and describe its outcome; never raises except on cancellation. `tag`
+    names the step's database session while it runs (see store.agent_store.run_tag)."""
     log = get_logger()
     limit = ctx.settings.max_output_bytes
     ids = {"job_id": job_id, "step_id": step.step_id}
@@ -62,13 +63,13 @@ async def execute_step(ctx: JobContext, job_id: int, step: StepDef) -> StepOutco
                 **ids,
             )
             return StepOutcome(False, -1, f"{NO_CONNECTION}\ninvalid connection string: {exc}")
-        return await run_sql_step(ctx.pools.for_target(target), step.code, limit)
+        return await run_sql_step(ctx.pools.for_target(target), step.code, limit, tag)
     if step.kind == StepKind.BATCH:
         log.debug(f"Executing batch step{step.step_id}(part of job {job_id})", **ids)
         if not ctx.settings.allow_batch:
             return StepOutcome(False, -1, BATCH_DISABLED)
         options = BatchOptions(env_mode=ctx.settings.batch_env, max_output_bytes=limit)
-        outcome = await run_batch_step(job_id, step.step_id, step.code, options)
+        outcome = await run_batch_step(job_id, step.step_id, step.code, options, owner_tag=tag)
         log.debug(f"Script return code: {outcome.result}", **ids)
         return outcome
     log.warning(INVALID_KIND, **ids)
@@ -76,13 +77,13 @@ async def execute_step(ctx: JobContext, job_id: int, step: StepDef) -> StepOutco
 
 
 async def run_with_timeout(
-    ctx: JobContext, job_id: int, step: StepDef, timeout: float | None
+    ctx: JobContext, job_id: int, step: StepDef, timeout: float | None, tag: str = ""
 ) -> StepOutcome:
     """Run a step; past its timeout it is cancelled (SQL on the server, batch as a process
     group) and fails with a clear message."""
     if timeout is None:
-        return await execute_step(ctx, job_id, step)
-    task = asyncio.ensure_future(execute_step(ctx, job_id, step))
+        return await execute_step(ctx, job_id, step, tag)
+    task = asyncio.ensure_future(execute_step(ctx, job_id, step, tag))
     try:
         done, _pending = await asyncio.wait({task}, timeout=timeout)
     except asyncio.CancelledError:
@@ -122,6 +123,13 @@ class JobRun:
     def __init__(self, ctx: JobContext, claim: Claim) -> None:
         self.ctx = ctx
         self.claim = claim
+        # The identity (pga_jobagent pid) holding the claim: a reconnect moves it.
+        self.owner = claim.agent_pid
+        # The claim was taken over by another agent: this run must write nothing more.
+        self.lost = False
+        self.task: asyncio.Task[RunStatus] | None = None
+        # A step is executing (not just being recorded): what fencing must stop.
+        self.executing = False
         self.jlgid: int | None = None
         self.current_jslid: int | None = None
         self.status = RunStatus.INTERNAL_ERROR
@@ -132,6 +140,14 @@ class JobRun:
         # start) and the retry decided at its release (read by the alert).
         self.control: JobControlOptions | None = None
         self.retry: RetryOutcome | None = None
+
+    def stop(self, message: str, *, lost: bool = False) -> None:
+        """Stop the run now (its step cancelled): fenced, or `lost` when its claim was
+        taken over (then it writes nothing more)."""
+        self.abort_message = message
+        self.lost = self.lost or lost
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     async def run(self) -> RunStatus:
         job_id = self.claim.job_id
@@ -145,6 +161,10 @@ class JobRun:
             limit = format_seconds(self.job_timeout or 0)
             self.abort_message = f"Step aborted: the job's timeout ({limit}) was reached"
             self.log.warning(f"Job {job_id} timed out after {limit}", job_id=job_id)
+        except ClaimLost as exc:
+            self.lost = True
+            self.status = RunStatus.ABORTED
+            self.abort_message = f"Stopped: {exc}"
         except asyncio.CancelledError:
             self.status = RunStatus.ABORTED
             await asyncio.shield(self._finish())
@@ -175,7 +195,7 @@ class JobRun:
 
     async def _run_steps(self) -> None:
         job_id = self.claim.job_id
-        start = await self.ctx.store.start_run(job_id)
+        start = await self.ctx.store.start_run(job_id, self.owner)
         if start is None:
             return
         self.jlgid = start.jlgid
@@ -196,7 +216,7 @@ class JobRun:
         store, job_id, jlgid = self.ctx.store, self.claim.job_id, self.jlgid
         assert jlgid is not None
         ids = {"job_id": job_id, "step_id": step.step_id}
-        self.current_jslid = await store.start_step(jlgid, step.step_id)
+        self.current_jslid = await store.start_step(jlgid, step.step_id, self.owner)
         if self.current_jslid is None:
             # The step was deleted (or the database is gone for good): an internal error.
             self.log.warning(f"Value of rc is 0 for job {job_id}", **ids)
@@ -206,7 +226,12 @@ class JobRun:
         options = step_options(step.desc, self.ctx.settings.step_timeout)
         for problem in options.problems:
             self.log.warning(f"Step {step.step_id}: ignoring {problem}", **ids)
-        outcome = await run_with_timeout(self.ctx, job_id, step, options.timeout)
+        tag = run_tag(jlgid, job_id, step.step_id)
+        self.executing = True
+        try:
+            outcome = await run_with_timeout(self.ctx, job_id, step, options.timeout, tag)
+        finally:
+            self.executing = False
         status = step_status(step, outcome)
         recorded = await store.finish_step(
             self.current_jslid, status, outcome.result, outcome.output
@@ -235,22 +260,39 @@ class JobRun:
     async def _finish(self) -> None:
         """Final bookkeeping: close the open step log, the job log, and release the job."""
         store, job_id = self.ctx.store, self.claim.job_id
+        if self.lost:
+            # Another agent cleared this one and took the job: its rows are not ours.
+            self.log.warning(
+                f"Job {job_id}: {self.abort_message}; nothing recorded by this agent",
+                job_id=job_id,
+                jlgid=self.jlgid,
+            )
+            return
         try:
             if self.current_jslid is not None:
                 await store.abort_step(self.current_jslid, self.abort_message)
             # A failed run of a job with retries is released by release_with_retries, which
             # may bring the next run forward; None: it did not apply, release the usual way.
             self.retry = await release_with_retries(
-                store, self.claim, self.jlgid, self.status, self.control, metrics=self.ctx.metrics
+                store,
+                self.claim,
+                self.jlgid,
+                self.status,
+                self.control,
+                owner=self._owner,
+                metrics=self.ctx.metrics,
             )
             fallback = None
             if self.retry is None:
-                fallback = await store.finish_run(self.claim, self.jlgid, self.status)
+                fallback = await store.finish_run(self.claim, self._owner, self.jlgid, self.status)
         except Exception as exc:
             self.log.warning(f"Could not record the end of job {job_id}: {exc!r}", job_id=job_id)
             return
         if fallback is not None:
             log_fallback_release(fallback)
+
+    def _owner(self) -> int:
+        return self.owner
 
 
 def log_fallback_release(fallback: FallbackRelease) -> None:

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import functools
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyagent import diagnose
 from pyagent.agent import polling, sidetasks
 from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
+from pyagent.agent.lease import Lease, LeaseKeeper
 from pyagent.agent.listener import Listener
 from pyagent.agent.polling import Next
 from pyagent.agent.reporting import Reporter
@@ -25,11 +27,13 @@ from pyagent.agent.signals import SignalHandler
 from pyagent.agent.state import AgentState, Wakeups
 from pyagent.backoff import Backoff
 from pyagent.control.runtime import JobControl
+from pyagent.liveness import Sighting, Verdict
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
+from pyagent.steps import batch
 from pyagent.steps.pools import StepPools
-from pyagent.store.agent_store import AgentStore
-from pyagent.store.records import Claim, SchemaProblem
+from pyagent.store.agent_store import AgentStore, ClaimLost
+from pyagent.store.records import Claim, DeadRun, SchemaProblem
 
 # pgAgent's own messages for an unusable schema, with the fix added.
 SCHEMA_MESSAGES = {
@@ -41,6 +45,15 @@ SCHEMA_MESSAGES = {
 
 class SchemaUnusable(Exception):
     """The database has no usable pgagent schema (logged with pgAgent's message)."""
+
+
+class AgentCleared(Exception):
+    """Another agent cleared this one (its lease ran out while it was out of contact):
+    its runs were stopped; it registers again as a new agent."""
+
+
+class PidInUse(Exception):
+    """A row holding this session's pid is still within its lease: connect again."""
 
 
 class Agent:
@@ -67,6 +80,9 @@ class Agent:
         self.wakeups.max_wait = self.reporter.watchdog_interval
         self.metrics = self.reporter.metrics
         self.ctx = JobContext(settings, self.store, self.pools, self.metrics)
+        self.lease = Lease(settings.lease_terms)
+        # The runs in progress, by job id (their tasks are in state.running).
+        self.runs: dict[int, JobRun] = {}
         # Job control: the cancel watcher, failure alerts, run-history metrics.
         self.control = JobControl(
             settings, self.store, self.metrics, self.wakeups.stop, lambda: self.state.registered
@@ -81,9 +97,19 @@ class Agent:
         """Run until stopped; returns the process exit code."""
         SignalHandler(self._on_stop_signal).install()
         self.reporter.heartbeat()
+        await self._end_orphaned_steps()
         await self.reporter.start_health_server()
         await self.store.open_pool()
+        keeper = LeaseKeeper(
+            self.lease,
+            self.store,
+            self.wakeups.stop,
+            running=lambda: sum(1 for t in self.state.running.values() if not t.done()),
+            fence=self._fence,
+            cleared=self._on_cleared,
+        )
         side = [
+            self._side_task("lease-keeper", keeper.run),
             self._side_task("listener", Listener(self.settings, self.state, self.wakeups).run),
             asyncio.create_task(self.reporter.ready_anyway_later(self.wakeups)),
         ]
@@ -127,6 +153,9 @@ class Agent:
                 return  # stopping: keep the service connection for the shutdown
             except SchemaUnusable:
                 pass  # already logged; wait and check again (the schema may appear)
+            except (AgentCleared, PidInUse):
+                await self._disconnect()
+                continue  # register again at once
             except diagnose.DIAGNOSED_ERRORS as exc:
                 # Any database error (refused login, missing privilege, broken
                 # schema, lost server) is one line with its cause and fix, then a retry.
@@ -161,7 +190,7 @@ class Agent:
             return False
         await self._register()
         self.log.debug("Clearing zombies")
-        await self.sweep_zombies()
+        await self.sweep_zombies(await self.store.sightings([self.lease.pid or 0]))
         self.wakeups.wake.set()
         return True
 
@@ -197,8 +226,23 @@ class Agent:
                 return
 
     async def _register(self) -> None:
-        old_pid = self.state.pid
-        new_pid = await self.store.register(self.settings.station)
+        """Register this session as the agent (its row and its lease advert). After a
+        reconnect, the runs still in hand are adopted under the new identity, or stopped at
+        once if another agent cleared the old one meanwhile."""
+        lease = self.lease
+        async with lease.lock:
+            old_pid, old_value = lease.pid, lease.renewed_value
+            await self.store.advertise(lease.terms)
+            sent_at = time.monotonic()
+            registered = await self.store.register(self.settings.station)
+            if registered is None:
+                registered = await self._reuse_or_clear_stale_row(old_pid, old_value)
+            new_pid, renewed = registered
+            adopted: list[int] | None = []
+            if old_pid is not None and old_pid != new_pid and old_value is not None:
+                running = [j for j, t in self.state.running.items() if not t.done()]
+                adopted = await self.store.adopt_claims(old_pid, old_value, running)
+            lease.start(new_pid, renewed, sent_at)
         self.state.pid = new_pid
         self.state.registered = True
         self.reporter.registered()
@@ -207,15 +251,57 @@ class Agent:
                 f"Agent registered as pid {new_pid} on station {self.settings.station!r}"
             )
             return
-        # A reconnect: jobs still running in this process keep running under the new pid.
+        # A reconnect: jobs still running in this process keep running under the new pid,
+        # unless another agent cleared the old identity and took them over.
         self.state.reconnects += 1
         if self.metrics is not None:
             self.metrics.reconnected()
-        running = [job_id for job_id, task in self.state.running.items() if not task.done()]
-        await self.store.adopt_claims(old_pid, running)
-        self.log.warning(
-            f"Reconnected to the database; agent registered again as pid {new_pid}", always=True
-        )
+        kept = set(adopted or [])
+        lost = 0
+        for job_id, run in list(self.runs.items()):
+            if job_id in kept:
+                run.owner = new_pid
+            elif run.task is not None and not run.task.done() and run.owner == old_pid:
+                lost += 1
+                run.stop(
+                    "Stopped: another agent cleared this agent while it was out of contact "
+                    "and took the job over",
+                    lost=True,
+                )
+        line = f"Reconnected to the database; agent registered again as pid {new_pid}"
+        if kept:
+            line += f"; {len(kept)} running job(s) kept"
+        if lost:
+            line += f"; {lost} running job(s) stopped: another agent had taken them over"
+        self.log.warning(line, always=True)
+
+    async def _reuse_or_clear_stale_row(
+        self, old_pid: int | None, old_value: Any
+    ) -> tuple[int, Any]:
+        """A row already holds this session's pid. Our own old row (same pid again after a
+        reconnect) is kept; a row whose lease ran out is cleared as a dead agent's; a row
+        still within its lease may belong to an agent that renews through other
+        connections: connect again for another pid."""
+        stale = await self.store.stale_row()
+        if stale is not None:
+            pid, age, renewed = stale
+            if pid == old_pid and renewed == old_value:
+                self.store.take_identity(pid)
+                return pid, renewed
+            if age <= self.lease.terms.lease:
+                self.log.debug(
+                    f"The pid of this session ({pid}) is still registered by an agent that "
+                    f"renewed its lease {age:.1f} s ago; connecting again"
+                )
+                raise PidInUse
+            sighting = Sighting(pid, "", renewed, age, False, None, False)
+            await self._clear_agent(
+                sighting, Verdict(pid, f"its session is gone (its pid {pid} is ours now)")
+            )
+        registered = await self.store.register(self.settings.station)
+        if registered is None:
+            raise PidInUse
+        return registered
 
     async def _disconnect(self) -> None:
         self.state.connected = False
@@ -224,18 +310,66 @@ class Agent:
 
     # ---- zombies -------------------------------------------------------------------------
 
-    async def sweep_zombies(self) -> int:
-        """Abort the logs of dead agents, release their jobs and delete their rows."""
-        dead = await self.store.find_dead_agents()
-        for pid in dead:
-            self.log.warning(
-                f"Clearing zombie agent {pid}: its running jobs are marked aborted",
-                always=True,
-                agent_pid=pid,
-            )
-            for fallback in await self.store.clear_dead_agent(pid):
-                log_fallback_release(fallback)
+    async def sweep_zombies(self, sightings: tuple[Sighting, ...] | list[Sighting]) -> int:
+        """Judge the other agents by their leases (pyagent.liveness); for each dead one:
+        stop the sessions still working for its runs, abort its running logs (saying why),
+        release its jobs and delete its row."""
+        dead = self.lease.judge(sightings)
+        by_pid = {s.pid: s for s in sightings}
+        for verdict in dead:
+            await self._clear_agent(by_pid[verdict.pid], verdict)
         return len(dead)
+
+    async def _clear_agent(self, seen: Sighting, verdict: Verdict) -> None:
+        pid = verdict.pid
+        station = f" on {seen.station!r}" if seen.station else ""
+        self.log.warning(
+            f"Clearing zombie agent {pid}{station}: {verdict.reason}; "
+            "its running jobs are marked aborted",
+            always=True,
+            agent_pid=pid,
+        )
+        runs = await self.store.dead_agent_runs(pid)
+        notes = await self._stop_dead_runs(pid, runs)
+        me = f"agent {self.lease.pid} on {self.settings.station!r}"
+        outputs = {}
+        for run in runs:
+            text = f"Aborted by {me}: agent {pid}{station} was judged dead ({verdict.reason})."
+            if run.jlgid in notes:
+                text += f" {notes[run.jlgid]}."
+            elif run.step_kind == "b":
+                text += (
+                    f" Its batch step ran on the dead agent's host{station}: if it is still"
+                    " running there, the next pyagent started there ends it."
+                )
+            outputs[run.jlgid] = text
+        fallbacks = await self.store.clear_dead_agent(pid, seen.last_renewed, outputs)
+        if fallbacks is None:
+            self.log.debug(f"Agent {pid} renewed its lease or is being cleared by another agent")
+            return
+        if self.metrics is not None:
+            self.metrics.cleared_agent()
+        for fallback in fallbacks:
+            log_fallback_release(fallback)
+
+    async def _stop_dead_runs(self, pid: int, runs: list[DeadRun]) -> dict[int, str]:
+        """Stop what a dead agent's runs still do on the database servers; per run, what
+        was done (nothing found: no note)."""
+        notes: dict[int, str] = {}
+        try:
+            notes = await self.store.stop_run_sessions(pid, [r.jlgid for r in runs])
+        except Exception as exc:  # never let the clean-up keep the jobs claimed
+            self.log.warning(f"Could not stop the sessions of agent {pid}: {exc!r}", always=True)
+        for run in runs:
+            if run.jlgid in notes or run.step_kind != "s" or not run.step_connstr:
+                continue
+            note = await self.store.stop_remote_run_sessions(run.step_connstr, run.jlgid)
+            if note:
+                notes[run.jlgid] = note
+        for run_id, note in notes.items():
+            if run_id:
+                self.log.warning(f"Run {run_id} of dead agent {pid}: {note}", always=True)
+        return notes
 
     # ---- the poll loop --------------------------------------------------------------------
 
@@ -265,14 +399,27 @@ class Agent:
         self.reporter.heartbeat()
         if self.metrics is not None:
             self.metrics.poll()
+        if self.lease.pid is None:
+            raise AgentCleared  # the lease keeper found this agent's row gone
         room = polling.capacity(s.max_jobs, len(self.state.running))
         backlog_poll = backlog and room > 0
         self.log.debug("Checking for jobs to run")
-        result = await self.store.claim(s.station, room, full=not backlog_poll)
+        sent_at = time.monotonic()
+        try:
+            result = await self.store.claim(s.station, room, full=not backlog_poll)
+        except ClaimLost:
+            self._on_cleared()
+            raise AgentCleared from None
+        if not backlog_poll:
+            if result.renewal is None:
+                self._on_cleared()
+                raise AgentCleared
+            async with self.lease.lock:
+                self.lease.renewed(result.renewal, sent_at)
         for claim in result.claims:
             self._start_job(claim)
-        if result.dead_agents:
-            await self.sweep_zombies()
+        if result.sightings:
+            await self.sweep_zombies(result.sightings)
         if self.wakeups.stop.is_set():
             return None
         plan = polling.plan_after_claim(
@@ -306,6 +453,8 @@ class Agent:
             self.metrics.job_started(claim.pickup_lag)
         run = JobRun(self.ctx, claim)
         task = asyncio.create_task(run.run(), name=f"job-{claim.job_id}")
+        run.task = task
+        self.runs[claim.job_id] = run
         self.state.running[claim.job_id] = task
         task.add_done_callback(functools.partial(self._on_job_done, claim))
         self.control.track(claim, run, task)  # cancel requests, alerts
@@ -313,6 +462,9 @@ class Agent:
     def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
         if self.state.running.get(claim.job_id) is task:
             del self.state.running[claim.job_id]
+        run = self.runs.get(claim.job_id)
+        if run is not None and run.task is task:
+            del self.runs[claim.job_id]
         if not task.cancelled() and task.exception() is not None:
             # JobRun records every failure itself; anything else is a pyagent bug: say so.
             self.log.warning(
@@ -326,6 +478,55 @@ class Agent:
         for job_id, task in list(self.state.running.items()):
             if task.done():
                 self.state.running.pop(job_id, None)
+
+    # ---- the lease ----------------------------------------------------------------------
+
+    def _fence(self, message: str) -> int:
+        """Out of contact too long: stop every step that is executing before another agent
+        may take its job (batch steps get half a second after SIGTERM instead of the usual
+        grace). A run only waiting to record a finished step is left to record it: its
+        writes check it still holds the job. Returns how many runs were stopped."""
+        stopped = [run for run in self.runs.values() if run.executing]
+        for run in stopped:
+            run.stop(message)
+        if stopped:
+            asyncio.get_running_loop().call_later(0.5, batch.kill_all_groups)
+        if self.metrics is not None:
+            self.metrics.fenced()
+        return len(stopped)
+
+    def _on_cleared(self) -> None:
+        """This agent's row is gone: another agent cleared it and took its jobs over."""
+        if self.lease.pid is None:
+            return
+        stopped = 0
+        for run in list(self.runs.values()):
+            if run.task is not None and not run.task.done():
+                stopped += 1
+                run.stop(
+                    "Stopped: another agent cleared this agent while it was out of contact "
+                    "and took the job over",
+                    lost=True,
+                )
+        self.lease.pid = None
+        self.lease.renewed_value = None
+        self.state.pid = None
+        self.wakeups.wake.set()
+        self.log.warning(
+            "This agent was cleared by another agent (its lease ran out while it was out of "
+            f"contact): {stopped} running job(s) stopped; registering again",
+            always=True,
+        )
+
+    async def _end_orphaned_steps(self) -> None:
+        """Batch steps a killed agent of this host and user left running are ended."""
+        for orphan in await batch.end_orphaned_steps():
+            if orphan.running:
+                self.log.warning(
+                    f"Ended a batch step left running by a killed agent: process group "
+                    f"{orphan.pgid} ({orphan.tag or 'run unknown'})",
+                    always=True,
+                )
 
     # ---- side tasks ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ Rules (see docs/differences.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -60,10 +61,12 @@ async def release_with_retries(
     status: str,
     options: JobControlOptions | None,
     *,
+    owner: Callable[[], int],
     metrics: Metrics | None = None,
 ) -> RetryOutcome | None:
     """Release a failed run of a job with retries; None when this path does not apply or
-    could not complete (the caller then releases the ordinary way)."""
+    could not complete (the caller then releases the ordinary way). `owner()` is the
+    identity holding the claim (asked at every attempt: a reconnect may move it)."""
     if not wants_retry_release(status, jlgid, options):
         return None
     assert jlgid is not None and options is not None
@@ -84,7 +87,7 @@ async def release_with_retries(
                 job_id=claim.job_id,
                 jlgid=jlgid,
                 status=letter,
-                pids=sorted({agent_store.pid or 0, claim.agent_pid}),
+                pids=[owner()],
                 claimed_nextrun=claim.claimed_nextrun,
                 retry_delay=retry_delay,
             )

@@ -187,6 +187,16 @@ class Metrics:
             registry=r,
         )
         self._polls = Counter("pyagent_polls", "Polls for jobs to run.", registry=r)
+        self._fences = Counter(
+            "pyagent_lease_fences",
+            "Times this agent stopped its running jobs because it could not renew its lease.",
+            registry=r,
+        )
+        self._agents_cleared = Counter(
+            "pyagent_dead_agents_cleared",
+            "Other agents this agent judged dead and cleared.",
+            registry=r,
+        )
         self._state = _StateCollector()
         r.register(self._state)
         self._exposed = _WithoutCreated(r)
@@ -221,6 +231,14 @@ class Metrics:
     def poll(self) -> None:
         """The agent polled for jobs to run."""
         self._polls.inc()
+
+    def fenced(self) -> None:
+        """The agent stopped its runs: no lease renewal got through for too long."""
+        self._fences.inc()
+
+    def cleared_agent(self) -> None:
+        """The agent cleared another agent judged dead."""
+        self._agents_cleared.inc()
 
     def set_state_provider(self, provider: StateProvider | None) -> None:
         """Set the callback read at scrape time (None: no state gauges).

@@ -367,11 +367,17 @@ def _remove_tree(path: str) -> None:
 
 
 async def run_batch_step(
-    job_id: int, step_id: int, code: str, options: BatchOptions = _DEFAULT_OPTIONS
+    job_id: int,
+    step_id: int,
+    code: str,
+    options: BatchOptions = _DEFAULT_OPTIONS,
+    *,
+    owner_tag: str = "",
 ) -> StepOutcome:
     """Run one batch step and return its outcome. Never raises for step failures; on
     cancellation the script's process group is ended, the directory removed, and
-    CancelledError re-raised."""
+    CancelledError re-raised. The step's directory records who runs it (see
+    `end_orphaned_steps`); `owner_tag` says which run it belongs to."""
     tmp_root = options.tmp_root or os.environ.get("TMPDIR") or DEFAULT_TMP_ROOT
     try:
         workdir = tempfile.mkdtemp(prefix=f"pga_{job_id}_{step_id}_", dir=tmp_root)  # 0700
@@ -383,9 +389,89 @@ async def run_batch_step(
             _write_script(script, code)
         except (OSError, UnicodeError):
             return StepOutcome(False, -1, f"Couldn't open temporary script file: {script}")
-        return await _execute(script, options)
+        return await _execute(script, options, workdir, owner_tag)
     finally:
         _remove_tree(workdir)
+
+
+# --------------------------------------------------------------------------------------------
+# Steps left behind by a killed agent
+# --------------------------------------------------------------------------------------------
+
+OWNER_FILE = "pyagent.owner"
+_WORKDIR_PREFIX = "pga_"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """A process's start time (clock ticks after boot): with the pid, it names the process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of stat
+    except (IndexError, ValueError):
+        return None
+
+
+def _record_owner(workdir: str, pgid: int, tag: str) -> None:
+    # "agent pid, its start, step's process group, the group leader's start, run tag".
+    text = f"{os.getpid()} {_start_ticks(os.getpid())} {pgid} {_start_ticks(pgid)} {tag}\n"
+    with contextlib.suppress(OSError):
+        fd = os.open(
+            os.path.join(workdir, OWNER_FILE),
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        )
+        try:
+            os.write(fd, text.encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class OrphanedStep:
+    """A batch step whose agent is gone, found in its step directory."""
+
+    workdir: str
+    pgid: int
+    tag: str
+    running: bool  # its process group was still there (it has been ended)
+
+
+async def end_orphaned_steps(tmp_root: str | None = None, grace: float = 5.0) -> list[OrphanedStep]:
+    """End the batch steps a killed agent of this user left behind on this host: a step
+    directory whose recorded agent process is gone has its process group terminated (if
+    it is still the recorded one) and is removed. Run by the agent at start."""
+    root = tmp_root or os.environ.get("TMPDIR") or DEFAULT_TMP_ROOT
+    found: list[OrphanedStep] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return found
+    uid = os.getuid()
+    for entry in entries:
+        if not entry.name.startswith(_WORKDIR_PREFIX):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
+                continue
+            with open(os.path.join(entry.path, OWNER_FILE), encoding="utf-8") as f:
+                fields = [*f.read().strip().split(" ", 4), ""]
+            agent, agent_start, pgid, pgid_start, tag = fields[:5]
+            agent_pid, group = int(agent), int(pgid)
+        except (OSError, ValueError):
+            continue
+        if str(_start_ticks(agent_pid)) == agent_start:
+            continue  # its agent is alive (this one, or another on this host)
+        running = str(_start_ticks(group)) == pgid_start and group > 1 and group != os.getpgrp()
+        if running:
+            await terminate_group(group, grace)
+        _remove_tree(entry.path)
+        found.append(OrphanedStep(entry.path, group, tag, running))
+    return found
 
 
 # Process groups of batch steps running right now, for an immediate stop of the agent.
@@ -398,7 +484,7 @@ def kill_all_groups() -> None:
         _signal_group(pgid, signal.SIGKILL)
 
 
-async def _execute(script: str, options: BatchOptions) -> StepOutcome:
+async def _execute(script: str, options: BatchOptions, workdir: str, tag: str) -> StepOutcome:
     try:
         proc = subprocess.Popen(
             [SHELL, "-c", shlex.quote(script)],
@@ -412,6 +498,7 @@ async def _execute(script: str, options: BatchOptions) -> StepOutcome:
     except OSError as exc:
         return StepOutcome(False, -1, f"Couldn't execute script: {script}, errno = {exc.errno}")
     assert proc.stdout is not None and proc.stderr is not None
+    _record_owner(workdir, proc.pid, tag)
 
     loop = asyncio.get_running_loop()
     readers: list[_PipeReader] = []

@@ -44,8 +44,12 @@ def _error_text(exc: psycopg.Error, encoding: str) -> str:
     return str(exc).strip()
 
 
-async def run_sql_step(pool: TargetPool, code: str, max_output_bytes: int) -> StepOutcome:
-    """Execute one SQL step on a connection of `pool`; never raises except on cancellation."""
+async def run_sql_step(
+    pool: TargetPool, code: str, max_output_bytes: int, tag: str = ""
+) -> StepOutcome:
+    """Execute one SQL step on a connection of `pool`; never raises except on cancellation.
+    `tag` becomes the session's application_name while the step runs (the connection's
+    reset after the step restores its own), so the session can be found by its run."""
     async with AsyncExitStack() as stack:
         try:
             conn = await stack.enter_async_context(pool.connection())
@@ -53,8 +57,18 @@ async def run_sql_step(pool: TargetPool, code: str, max_output_bytes: int) -> St
             reason = scrub(str(exc).strip())
             output = f"{NO_CONNECTION}\n{reason}" if reason else NO_CONNECTION
             return StepOutcome(False, -1, clean_text(output, max_output_bytes))
+        if tag:
+            await _name_session(conn, tag)
         return await _execute(conn, code, max_output_bytes)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _name_session(conn: StepConnection, tag: str) -> None:
+    # A failure here (a broken connection) shows in the step's own execution right after.
+    with contextlib.suppress(psycopg.Error):
+        await conn.execute(
+            "SELECT pg_catalog.set_config('application_name', %s, false)", [tag], prepare=False
+        )
 
 
 async def _execute(conn: StepConnection, code: str, max_output_bytes: int) -> StepOutcome:

@@ -3,16 +3,6 @@
 -- `-- fragment: x` blocks are not statements: `{{x}}` inside a block is replaced by the
 -- fragment's text when the file is loaded, so a predicate is written once.
 
--- fragment: dead_agent
--- An agent is gone when no backend has its pid, or when the pid now belongs to a backend
--- that started after the agent registered (pid reuse). backend_start is NULL for other
--- roles' sessions when we lack pg_read_all_stats; then only the pid is compared.
-NOT EXISTS (
-        SELECT 1 FROM pg_catalog.pg_stat_activity s
-         WHERE s.pid = a.jagpid
-           AND (s.backend_start IS NULL OR s.backend_start <= a.jaglogintime))
-   AND a.jagpid <> ALL(%(own_pids)s)
-
 -- fragment: run_started_since_claim
 -- A claimed job's run started when a log row exists since the claim set joblastrun (any
 -- log row when joblastrun was never set).
@@ -98,36 +88,122 @@ SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('TimeZone'),
                 WHERE tgname = 'pyagent_notify_trigger'
                   AND tgrelid = 'pgagent.pga_job'::pg_catalog.regclass)
 
--- name: remove_stale_self
--- A row with our own pid can only be left over from a dead backend whose pid was reused.
-DELETE FROM pgagent.pga_jobagent WHERE jagpid = pg_catalog.pg_backend_pid()
+-- name: advertise_lease
+-- Held by the service session for its whole life: tells other agents that this session is
+-- a pyagent agent's and by which lease terms to judge it (pyagent.liveness).
+SELECT pg_catalog.pg_advisory_lock_shared(%(advert_class)s, %(advert)s)
 
 -- name: register_agent
+-- No row when one with this session's pid is left over (see stale_row).
 INSERT INTO pgagent.pga_jobagent (jagpid, jagstation)
 VALUES (pg_catalog.pg_backend_pid(), %(station)s)
-RETURNING jagpid
+ON CONFLICT (jagpid) DO NOTHING
+RETURNING jagpid, jaglogintime
+
+-- name: stale_row
+-- A row holding this session's pid: its backend is gone (the pid is ours now); how long
+-- since it last renewed its lease, and when that was.
+SELECT EXTRACT(EPOCH FROM (now() - jaglogintime))::float8, jaglogintime
+  FROM pgagent.pga_jobagent
+ WHERE jagpid = pg_catalog.pg_backend_pid()
+
+-- name: renew_lease
+-- The lease keeper's renewal, when the poll is late (it goes through the control pool, so
+-- a lost service connection does not stop it). No row: the agent was cleared.
+UPDATE pgagent.pga_jobagent SET jaglogintime = now()
+ WHERE jagpid = %(pid)s
+RETURNING jaglogintime,
+          (SELECT count(*) FROM pgagent.pga_jobagent o WHERE o.jagpid <> %(pid)s)
+
+-- name: lock_own_row
+-- After a reconnect, the first statement of the adoption: the old identity's row, locked,
+-- if it is still the one this agent last renewed (else another agent cleared it).
+SELECT 1 FROM pgagent.pga_jobagent
+ WHERE jagpid = %(old_pid)s AND jaglogintime = %(renewed)s
+   FOR UPDATE
 
 -- name: adopt_claims
--- After a reconnect: jobs still running in this process move to the new identity.
+-- Jobs still running in this process move to the new identity (the old row is locked).
 UPDATE pgagent.pga_job SET jobagentid = %(new_pid)s
  WHERE jobagentid = %(old_pid)s AND jobid = ANY(%(job_ids)s)
+RETURNING jobid
+
+-- name: end_old_session
+-- The old service session, if the server still has it (a partition): it holds this
+-- agent's advert, nothing else does.
+SELECT pg_catalog.pg_terminate_backend(l.pid)
+  FROM pg_catalog.pg_locks l
+ WHERE l.pid = %(old_pid)s AND l.locktype = 'advisory' AND l.granted
+   AND l.classid = %(advert_class)s::oid AND l.objsubid = 2
+   AND l.pid <> pg_catalog.pg_backend_pid()
 
 -- name: unregister_agent
 DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
 
 -- ---- dead agents ----------------------------------------------------------------------
 
--- name: find_zombie_agents
-SELECT a.jagpid FROM pgagent.pga_jobagent a WHERE {{dead_agent}}
+-- name: other_agents
+{{agent_sightings}}
+
+-- name: dead_agent_runs
+-- The running runs of an agent judged dead, with the step each one is at.
+SELECT l.jlgid, l.jlgjobid, sl.jslid, COALESCE(st.jstkind, ''), COALESCE(st.jstconnstr, '')
+  FROM pgagent.pga_job j
+  JOIN pgagent.pga_joblog l ON l.jlgjobid = j.jobid AND l.jlgstatus = 'r'
+  LEFT JOIN pgagent.pga_jobsteplog sl ON sl.jsljlgid = l.jlgid AND sl.jslstatus = 'r'
+  LEFT JOIN pgagent.pga_jobstep st ON st.jstid = sl.jsljstid
+ WHERE j.jobagentid = %(pid)s
+ ORDER BY l.jlgid
+
+-- name: run_backends
+-- Sessions working for the given runs (pyagent names a step's session after its run while
+-- the step runs: application_name 'pyagent run <jlgid> (job …, step …)'), and the dead
+-- agent's own service session when the server still has it.
+SELECT s.pid, s.application_name, s.state
+  FROM pg_catalog.pg_stat_activity s
+ WHERE s.pid <> pg_catalog.pg_backend_pid()
+   AND (s.application_name LIKE ANY(%(patterns)s)
+        OR s.pid IN (SELECT l.pid FROM pg_catalog.pg_locks l
+                      WHERE l.pid = %(agent_pid)s AND l.locktype = 'advisory'
+                        AND l.granted AND l.classid = %(advert_class)s::oid
+                        AND l.objsubid = 2))
+
+-- name: backends_left
+-- Which of these sessions are still there, and whether each is running a statement.
+SELECT s.pid, s.state = 'active'
+  FROM pg_catalog.pg_stat_activity s
+ WHERE s.pid = ANY(%(pids)s)
+
+-- name: cancel_backend
+SELECT pg_catalog.pg_cancel_backend(%(pid)s)
+
+-- name: terminate_backend
+SELECT pg_catalog.pg_terminate_backend(%(pid)s)
+
+-- name: lock_dead_agent
+-- The first statement of clearing a dead agent: its row, if nobody renewed it since the
+-- verdict (an agent back in time keeps its jobs) and nobody else is clearing or adopting
+-- it right now.
+SELECT 1 FROM pgagent.pga_jobagent
+ WHERE jagpid = %(pid)s AND jaglogintime = %(seen)s
+   FOR UPDATE SKIP LOCKED
 
 -- name: abort_zombie_logs
+-- Its running logs become 'd'; each running step's output says why (%(jlgids)s and
+-- %(outputs)s are parallel arrays).
 WITH running AS (
     UPDATE pgagent.pga_joblog l SET jlgstatus = 'd'
       FROM pgagent.pga_job j
      WHERE l.jlgjobid = j.jobid AND j.jobagentid = %(pid)s AND l.jlgstatus = 'r'
     RETURNING l.jlgid
+), why AS (
+    SELECT w.jlgid, w.output
+      FROM unnest(%(jlgids)s::int4[], %(outputs)s::text[]) AS w(jlgid, output)
 )
-UPDATE pgagent.pga_jobsteplog sl SET jslstatus = 'd'
+UPDATE pgagent.pga_jobsteplog sl
+   SET jslstatus = 'd',
+       jsloutput = COALESCE(NULLIF(sl.jsloutput, ''), (SELECT why.output FROM why
+                                                       WHERE why.jlgid = sl.jsljlgid))
   FROM running
  WHERE sl.jsljlgid = running.jlgid AND sl.jslstatus = 'r'
 
@@ -148,14 +224,16 @@ DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
 -- ---- claims ---------------------------------------------------------------------------
 
 -- fragment: claim_due
--- Claims up to %(limit)s due jobs for this agent. SKIP LOCKED lets several agents claim
--- concurrently; the outer re-check of jobagentid keeps a job from being claimed twice
--- even against agents (like the C pgAgent) that claim with a plain conditional UPDATE.
+-- Claims up to %(limit)s due jobs for this agent, if its row is still there (an agent that
+-- was cleared claims nothing). SKIP LOCKED lets several agents claim concurrently; the
+-- outer re-check of jobagentid keeps a job from being claimed twice even against agents
+-- (like the C pgAgent) that claim with a plain conditional UPDATE.
 due AS (
     SELECT jobid
       FROM pgagent.pga_job
      WHERE jobenabled AND jobagentid IS NULL AND jobnextrun <= now()
        AND (jobhostagent = '' OR jobhostagent = %(station)s)
+       AND EXISTS (SELECT 1 FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s)
      ORDER BY jobnextrun
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
@@ -168,29 +246,40 @@ due AS (
 )
 
 -- fragment: claimed_rows
-SELECT 'claim' AS kind, jobid, jobnextrun,
-       EXTRACT(EPOCH FROM (now() - jobnextrun))::float8 AS seconds  -- pickup lag
+SELECT 'claim' AS kind, jobid::int8 AS id, jobnextrun AS ts,
+       EXTRACT(EPOCH FROM (now() - jobnextrun))::float8 AS seconds,  -- pickup lag
+       NULL::int8 AS num, NULL::bool AS flag, NULL::bool AS flag2, NULL::text AS label
   FROM claimed
 
 -- name: claim_jobs
--- A full poll in one round trip: the claim (see claim_due), when the next unclaimed job is
--- due (seconds from the server's now) and how many registered agents look dead.
-WITH {{claim_due}}
+-- A full poll in one round trip: the lease renewal (and how many other agents there are),
+-- the claim (see claim_due), when the next unclaimed job is due (seconds from the server's
+-- now) and every other agent's row for the liveness judgement. No 'lease' row: this
+-- agent's row is gone (another agent cleared it).
+WITH renewed AS (
+    UPDATE pgagent.pga_jobagent SET jaglogintime = now()
+     WHERE jagpid = %(pid)s
+    RETURNING jaglogintime
+), {{claim_due}}
 {{claimed_rows}}
 UNION ALL
-SELECT 'next', NULL, NULL, EXTRACT(EPOCH FROM (min(jobnextrun) - now()))::float8
+SELECT 'lease', NULL, r.jaglogintime, NULL,
+       (SELECT count(*) FROM pgagent.pga_jobagent o WHERE o.jagpid <> %(pid)s), NULL, NULL,
+       NULL
+  FROM renewed r
+UNION ALL
+SELECT 'next', NULL, NULL, EXTRACT(EPOCH FROM (min(jobnextrun) - now()))::float8, NULL,
+       NULL, NULL, NULL
   FROM pgagent.pga_job
  WHERE jobenabled AND jobagentid IS NULL AND jobnextrun IS NOT NULL
    AND (jobhostagent = '' OR jobhostagent = %(station)s)
    AND jobid NOT IN (SELECT jobid FROM due)
 UNION ALL
-SELECT 'zombies', NULL, NULL, count(*)::float8
-  FROM pgagent.pga_jobagent a
- WHERE {{dead_agent}}
+{{agent_sightings}}
 
 -- name: claim_backlog
 -- While a backlog of due jobs is being worked off: only the claim, which then does not
--- look at the rest of the table at all.
+-- look at the rest of the table at all (the lease keeper renews meanwhile).
 WITH {{claim_due}}
 {{claimed_rows}}
 
@@ -198,11 +287,14 @@ WITH {{claim_due}}
 
 -- name: start_run
 -- The run's pga_joblog row ('r'), the job's comment (where per-job options such as
--- @JOB_TIMEOUT=…; live) and its enabled steps in pgAgent's order, in one round trip.
+-- @JOB_TIMEOUT=…; live) and its enabled steps in pgAgent's order, in one round trip; only
+-- while this agent still holds the claim (%(owner)s: no row at all when it lost it).
 -- A job without steps gives one row with NULL step columns.
 WITH log AS (
     INSERT INTO pgagent.pga_joblog (jlgid, jlgjobid, jlgstatus)
-    VALUES (nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r')
+    SELECT nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r'
+     WHERE EXISTS (SELECT 1 FROM pgagent.pga_job
+                    WHERE jobid = %(job_id)s AND jobagentid = %(owner)s)
     RETURNING jlgid
 )
 SELECT log.jlgid, j.jobdesc,
@@ -213,12 +305,22 @@ SELECT log.jlgid, j.jobdesc,
   LEFT JOIN pgagent.pga_jobstep s ON s.jstjobid = %(job_id)s AND s.jstenabled
  ORDER BY s.jstname, s.jstid
 
+-- fragment: run_still_held
+-- The run's log row is still running and its job still claimed by this agent (%(owner)s).
+EXISTS (SELECT 1 FROM pgagent.pga_joblog l
+          JOIN pgagent.pga_job j ON j.jobid = l.jlgjobid
+         WHERE l.jlgid = %(jlgid)s AND l.jlgstatus = 'r' AND j.jobagentid = %(owner)s)
+
 -- name: start_step
+-- No row when the step was deleted, or the run is no longer this agent's (see run_held).
 INSERT INTO pgagent.pga_jobsteplog (jslid, jsljlgid, jsljstid, jslstatus)
 SELECT nextval('pgagent.pga_jobsteplog_jslid_seq'), %(jlgid)s, jstid, 'r'
   FROM pgagent.pga_jobstep
- WHERE jstid = %(step_id)s
+ WHERE jstid = %(step_id)s AND {{run_still_held}}
 RETURNING jslid
+
+-- name: run_held
+SELECT {{run_still_held}}
 
 -- name: finish_step
 -- Guarded by jslstatus = 'r': a step already marked aborted by a sweep stays aborted.

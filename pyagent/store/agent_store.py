@@ -4,6 +4,8 @@ schema, as methods named after what the agent does, returning typed records."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -11,23 +13,48 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from pyagent.conninfo import mask_conninfo
+from pyagent.liveness import ADVERT_CLASS, LeaseTerms, Sighting
+from pyagent.logsetup import scrub
 from pyagent.schema.privileges import MissingPrivilege, required_agent_privileges
 from pyagent.store.connections import ControlPool, Params, Row, ServiceConnection, is_transient
 from pyagent.store.records import (
     Claim,
+    DeadRun,
     FailedStep,
     FallbackRelease,
     PollResult,
+    Renewal,
     RunStart,
     RunStatus,
     SchemaProblem,
     SchemaState,
     ServerFacts,
     StepDef,
+    sighting_from_row,
 )
 from pyagent.store.sqlfile import load_blocks
 
 SUPPORTED_SCHEMA_VERSION = "4"
+# Stopping a dead agent's step sessions: how long a cancelled statement may take to end,
+# and how long a terminated session may take to go.
+CANCEL_WAIT = 2.0
+TERMINATE_WAIT = 5.0
+_RUN_TAG = re.compile(r"^pyagent run (\d+) \(")
+
+
+class ClaimLost(Exception):
+    """The job is no longer claimed by this agent (another agent cleared it meanwhile)."""
+
+
+def run_tag(jlgid: int, job_id: int, step_id: int) -> str:
+    """The application_name of a step's session while the step runs: another agent finds
+    the sessions of a dead agent's runs by it."""
+    return f"pyagent run {jlgid} (job {job_id}, step {step_id})"
+
+
+def _run_tag_pattern(jlgid: int) -> str:
+    return f"pyagent run {jlgid} (%"
 
 
 def statement(name: str) -> str:
@@ -104,22 +131,65 @@ class AgentStore:
         ((in_recovery, tz, has_trigger),) = await self.service.rows(statement("server_facts"))
         return ServerFacts(bool(in_recovery), str(tz), bool(has_trigger))
 
-    async def register(self, station: str) -> int:
-        """Write this session's pga_jobagent row; returns (and remembers) the new pid."""
-        await self.service.count(statement("remove_stale_self"))
-        ((pid,),) = await self.service.rows(statement("register_agent"), {"station": station})
-        self.pid = int(pid)
-        return self.pid
+    async def advertise(self, terms: LeaseTerms) -> None:
+        """Hold the advisory lock that tells other agents this session's lease terms."""
+        await self.service.rows(
+            statement("advertise_lease"), {"advert_class": ADVERT_CLASS, "advert": terms.advert}
+        )
 
-    async def adopt_claims(self, old_pid: int, job_ids: Sequence[int]) -> None:
-        """After a reconnect: jobs still running here move to the new identity, and the
-        old identity's row goes."""
-        if job_ids:
-            await self.service.count(
-                statement("adopt_claims"),
-                {"new_pid": self.pid, "old_pid": old_pid, "job_ids": list(job_ids)},
+    async def register(self, station: str) -> tuple[int, datetime] | None:
+        """Write this session's pga_jobagent row; returns (and remembers) the pid and the
+        lease value written. None when a row with this session's pid is left over."""
+        rows = await self.service.rows(statement("register_agent"), {"station": station})
+        if not rows:
+            return None
+        pid, renewed = rows[0]
+        self.pid = int(pid)
+        return self.pid, renewed
+
+    async def stale_row(self) -> tuple[int, float, datetime] | None:
+        """The row left over with this session's pid: (pid, seconds since its last lease
+        renewal, that renewal's value); None when it went meanwhile."""
+        rows = await self.service.rows(statement("stale_row"))
+        if not rows:
+            return None
+        return self.service.backend_pid, float(rows[0][0]), rows[0][1]
+
+    def take_identity(self, pid: int) -> None:
+        """This session's pid is the agent's identity from now on (an own row re-used)."""
+        self.pid = pid
+
+    async def renew_lease(self, pid: int) -> Renewal | None:
+        """Renew the lease of identity `pid` through the control pool (one try, no waiting
+        for an outage). None: the row is gone (this agent was cleared)."""
+        rows = await self.control.rows(statement("renew_lease"), {"pid": pid})
+        if not rows:
+            return None
+        return Renewal(rows[0][0], int(rows[0][1]))
+
+    async def adopt_claims(
+        self, old_pid: int, renewed: datetime, job_ids: Sequence[int]
+    ) -> list[int] | None:
+        """After a reconnect: the jobs still running in this process move to the new
+        identity, and the old identity's row goes, in one transaction. None when the old
+        row is gone or was renewed by someone else (another agent cleared this one): then
+        nothing changed. The old service session is ended if the server still has it."""
+        params = {
+            "old_pid": old_pid,
+            "new_pid": self.pid,
+            "renewed": renewed,
+            "job_ids": list(job_ids),
+        }
+        async with self.service.transaction():
+            if not await self.service.rows(statement("lock_own_row"), params):
+                return None
+            rows = await self.service.rows(statement("adopt_claims"), params)
+            await self.service.count(statement("unregister_agent"), {"pid": old_pid})
+        with contextlib.suppress(psycopg.Error):
+            await self.service.rows(
+                statement("end_old_session"), {"old_pid": old_pid, "advert_class": ADVERT_CLASS}
             )
-        await self.unregister(old_pid)
+        return [int(r[0]) for r in rows]
 
     async def unregister(self, pid: int) -> None:
         await self.service.count(statement("unregister_agent"), {"pid": pid})
@@ -129,74 +199,161 @@ class AgentStore:
 
     # ---- dead agents --------------------------------------------------------------------
 
-    async def find_dead_agents(self) -> list[int]:
+    async def sightings(self, own_pids: Sequence[int]) -> list[Sighting]:
+        """Every other agent's row, for pyagent.liveness.judge."""
         rows = await self.service.rows(
-            statement("find_zombie_agents"), {"own_pids": self._own_pids()}
+            statement("other_agents"),
+            {"own_pids": list(own_pids), "advert_class": ADVERT_CLASS},
         )
-        return [int(pid) for (pid,) in rows]
+        return [sighting_from_row(r) for r in rows]
 
-    async def clear_dead_agent(self, pid: int) -> list[FallbackRelease]:
-        """Abort a dead agent's running logs, release its jobs (a job whose run had not
-        started stays due) and delete its row. Returns the releases that needed pyagent's
-        own next-run computation."""
-        await self.service.count(statement("abort_zombie_logs"), {"pid": pid})
+    async def dead_agent_runs(self, pid: int) -> list[DeadRun]:
+        rows = await self.service.rows(statement("dead_agent_runs"), {"pid": pid})
+        return [
+            DeadRun(int(r[0]), int(r[1]), None if r[2] is None else int(r[2]), str(r[3]), str(r[4]))
+            for r in rows
+        ]
+
+    async def stop_run_sessions(self, agent_pid: int, jlgids: Sequence[int]) -> dict[int, str]:
+        """Stop the sessions that still work for a dead agent's runs on this server (and
+        its own service session, if the server still has it): cancel their statements,
+        then terminate them, within a bound. Returns, per run, what was done."""
+        params = {
+            "patterns": [_run_tag_pattern(j) for j in jlgids],
+            "agent_pid": agent_pid,
+            "advert_class": ADVERT_CLASS,
+        }
+        found = await self.service.rows(statement("run_backends"), params)
+        return await stop_sessions(self.service.rows, found)
+
+    async def stop_remote_run_sessions(self, conninfo: str, jlgid: int) -> str:
+        """A dead agent's run whose step connects with its own connection string: stop its
+        session on that server, reached with the same connection string (so with the
+        credentials this agent has for it). Returns what was done ("": nothing found)."""
+        target = mask_conninfo(conninfo)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, connect_timeout=5, application_name="pyagent sweep"
+            )
+        except (psycopg.Error, OSError) as exc:
+            reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+            return f"could not reach {target} ({reason}): its statement may still run there"
+        async with conn:
+
+            async def query(sql: str, params: Params) -> list[Row]:
+                cur = await conn.execute(sql, params, prepare=False)
+                return [tuple(r) for r in await cur.fetchall()] if cur.description else []
+
+            found = await query(
+                statement("run_backends"),
+                {
+                    "patterns": [_run_tag_pattern(jlgid)],
+                    "agent_pid": 0,
+                    "advert_class": ADVERT_CLASS,
+                },
+            )
+            if not found:
+                return ""
+            notes = await stop_sessions(query, found)
+        return f"on {target}: {notes.get(jlgid, '')}".rstrip(": ")
+
+    async def clear_dead_agent(
+        self, pid: int, seen: datetime, outputs: dict[int, str]
+    ) -> list[FallbackRelease] | None:
+        """Abort a dead agent's running logs (each running step's output says why), release
+        its jobs (a job whose run had not started stays due) and delete its row, in one
+        transaction. None when its row changed since the verdict (it renewed: it is back)
+        or someone else is clearing or adopting it: then nothing changed. Returns the
+        releases that needed pyagent's own next-run computation."""
         fallbacks: list[FallbackRelease] = []
-        for (job_id,) in await self.service.rows(statement("zombie_jobs"), {"pid": pid}):
+        async with self.service.transaction():
+            if not await self.service.rows(
+                statement("lock_dead_agent"), {"pid": pid, "seen": seen}
+            ):
+                return None
+            await self.service.count(
+                statement("abort_zombie_logs"),
+                {"pid": pid, "jlgids": list(outputs), "outputs": list(outputs.values())},
+            )
+            for (job_id,) in await self.service.rows(statement("zombie_jobs"), {"pid": pid}):
 
-            async def release(next_run: datetime | str | None, job: int = int(job_id)) -> None:
-                await self.service.count(
-                    statement("release_zombie_job"),
-                    {"job_id": job, "pid": pid, "next_run": next_run},
-                )
+                async def release(next_run: datetime | str | None, job: int = int(job_id)) -> None:
+                    # A savepoint: a failing next-run function leaves the rest intact.
+                    async with self.service.transaction():
+                        await self.service.count(
+                            statement("release_zombie_job"),
+                            {"job_id": job, "pid": pid, "next_run": next_run},
+                        )
 
-            fallback = await self._release_with_fallback(int(job_id), release, release)
-            if fallback is not None:
-                fallbacks.append(fallback)
-        await self.service.count(statement("delete_agent"), {"pid": pid})
+                fallback = await self._release_with_fallback(int(job_id), release, release)
+                if fallback is not None:
+                    fallbacks.append(fallback)
+            await self.service.count(statement("delete_agent"), {"pid": pid})
         return fallbacks
 
     # ---- claims -------------------------------------------------------------------------
 
-    async def claim(self, station: str, limit: int, *, full: bool) -> PollResult:
-        """Claim up to `limit` due jobs. A full poll also learns when the next job is due
-        and whether any agent looks dead; a backlog poll only claims."""
-        rows = await self.service.rows(
-            statement("claim_jobs" if full else "claim_backlog"),
-            {
-                "pid": self.pid,
-                "station": station,
-                "limit": limit,
-                "own_pids": self._own_pids(),
-            },
-        )
+    async def claim(
+        self, station: str, limit: int, *, full: bool, own_pids: Sequence[int] = ()
+    ) -> PollResult:
+        """Claim up to `limit` due jobs. A full poll also renews the lease, learns when the
+        next job is due and sees every other agent's row; a backlog poll only claims.
+        Raises ClaimLost when this agent's row went while claiming (it was cleared)."""
+        try:
+            rows = await self.service.rows(
+                statement("claim_jobs" if full else "claim_backlog"),
+                {
+                    "pid": self.pid,
+                    "station": station,
+                    "limit": limit,
+                    "own_pids": sorted({*own_pids, *self._own_pids()}),
+                    "advert_class": ADVERT_CLASS,
+                },
+            )
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise ClaimLost(str(exc)) from exc
         claims: list[Claim] = []
         next_due_in: float | None = None
-        dead = 0
-        for kind, job_id, nextrun, seconds in rows:
+        renewal: Renewal | None = None
+        sightings: list[Sighting] = []
+        for row in rows:
+            kind, ident, ts, seconds, num = row[:5]
             if kind == "claim":
                 lag = None if seconds is None else float(seconds)
-                claims.append(Claim(int(job_id), nextrun, int(self.pid or 0), lag))
+                claims.append(Claim(int(ident), ts, int(self.pid or 0), lag))
+            elif kind == "lease":
+                renewal = Renewal(ts, int(num))
             elif kind == "next" and seconds is not None:
                 next_due_in = float(seconds)
-            elif kind == "zombies":
-                dead = int(seconds or 0)
-        return PollResult(tuple(claims), next_due_in, dead)
+            elif kind == "agent":
+                sightings.append(sighting_from_row(row))
+        return PollResult(tuple(claims), next_due_in, renewal, tuple(sightings))
 
     # ---- one run (control pool, retried through outages) ---------------------------------
 
-    async def start_run(self, job_id: int) -> RunStart | None:
-        """Insert the run's log row ('r') and read the job's comment and enabled steps.
-        None when the database stayed away until give-up."""
-        rows = await self._pool_rows_retrying("start_run", {"job_id": job_id})
-        if not rows:
+    async def start_run(self, job_id: int, owner: int) -> RunStart | None:
+        """Insert the run's log row ('r') and read the job's comment and enabled steps,
+        while identity `owner` still holds the claim. None when the database stayed away
+        until give-up; ClaimLost when the claim is no longer held."""
+        rows = await self._pool_rows_retrying("start_run", {"job_id": job_id, "owner": owner})
+        if rows is None:
             return None
+        if not rows:
+            raise ClaimLost(f"job {job_id} is no longer claimed by agent {owner}")
         steps = tuple(_step_from_row(r[2:]) for r in rows if r[2] is not None)
         return RunStart(int(rows[0][0]), str(rows[0][1] or ""), steps)
 
-    async def start_step(self, jlgid: int, step_id: int) -> int | None:
-        """Insert a step's log row ('r'); None when the step no longer exists."""
-        rows = await self._pool_rows_retrying("start_step", {"jlgid": jlgid, "step_id": step_id})
-        return int(rows[0][0]) if rows else None
+    async def start_step(self, jlgid: int, step_id: int, owner: int) -> int | None:
+        """Insert a step's log row ('r'); None when the step no longer exists. ClaimLost
+        when the run is no longer running under identity `owner` (aborted, or cleared)."""
+        params = {"jlgid": jlgid, "step_id": step_id, "owner": owner}
+        rows = await self._pool_rows_retrying("start_step", params)
+        if rows:
+            return int(rows[0][0])
+        held = await self._pool_rows_retrying("run_held", params)
+        if held and not held[0][0]:
+            raise ClaimLost(f"run {jlgid} is no longer running under agent {owner}")
+        return None
 
     async def finish_step(
         self, jslid: int, status: RunStatus, result: int | None, output: str
@@ -214,19 +371,18 @@ class AgentStore:
         await self.control.retrying(lambda: self.control.count(statement("abort_step"), params))
 
     async def finish_run(
-        self, claim: Claim, jlgid: int | None, status: RunStatus
+        self, claim: Claim, owner: Callable[[], int], jlgid: int | None, status: RunStatus
     ) -> FallbackRelease | None:
         """Close the run's log and release the job so its next run is scheduled; never
         leave it claimed. A run that never started (no log row) and was interrupted stays
-        due, so it is not lost. Returns the fallback used, if the schema's next-run
-        function failed."""
+        due, so it is not lost. `owner()` is the identity holding the claim, asked at every
+        attempt (a reconnect moves the claim to a new identity). Returns the fallback used,
+        if the schema's next-run function failed."""
 
         def params(next_run: datetime | str | None = None) -> dict[str, Any]:
-            # Built at every attempt: after a reconnect the claim belongs to the new pid.
-            pids = sorted({self.pid or 0, claim.agent_pid})
             return {
                 "job_id": claim.job_id,
-                "pids": pids,
+                "pids": [owner()],
                 "claimed_nextrun": claim.claimed_nextrun,
                 "next_run": next_run,
             }
@@ -317,9 +473,7 @@ class AgentStore:
         One try on the control pool, never waiting for an outage: None when unknown."""
         if jlgid is None:
             return None
-        rows = await self.control.rows(
-            statement("failed_step"), {"job_id": job_id, "jlgid": jlgid}
-        )
+        rows = await self.control.rows(statement("failed_step"), {"job_id": job_id, "jlgid": jlgid})
         if not rows:
             return None
         name, step_id, step_name, status, result, output = rows[0]
@@ -346,6 +500,60 @@ class AgentStore:
 
     async def _pool_rows_retrying(self, name: str, params: Params) -> list[Row] | None:
         return await self.control.retrying(lambda: self.control.rows(statement(name), params))
+
+
+Query = Callable[[str, Params], Awaitable[list[Row]]]
+
+
+async def stop_sessions(query: Query, found: Sequence[Row]) -> dict[int, str]:
+    """Cancel the statements of the sessions `found` (pid, application_name, state rows of
+    run_backends), terminate those still there after CANCEL_WAIT, and wait up to
+    TERMINATE_WAIT for them to go. `query` runs a statement on a connection to their server.
+    Returns, per run (from the session's run tag; 0 for an agent's own session), a note."""
+    notes: dict[int, list[str]] = {}
+    pids = [int(r[0]) for r in found]
+    run_of = {int(r[0]): _run_of(str(r[1] or "")) for r in found}
+    refused: dict[int, str] = {}
+
+    async def signal(name: str, targets: Sequence[int]) -> None:
+        for pid in targets:
+            try:
+                await query(statement(name), {"pid": pid})
+            except psycopg.errors.InsufficientPrivilege as exc:
+                refused[pid] = str(exc).strip().splitlines()[0]
+
+    async def left(active_only: bool) -> list[int]:
+        rows = await query(statement("backends_left"), {"pids": pids})
+        return [int(r[0]) for r in rows if r[1] or not active_only]
+
+    loop = asyncio.get_running_loop()
+    await signal("cancel_backend", pids)
+    deadline = loop.time() + CANCEL_WAIT
+    while (busy := await left(active_only=True)) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    remaining = [p for p in await left(active_only=False) if p not in refused]
+    await signal("terminate_backend", remaining)
+    deadline = loop.time() + TERMINATE_WAIT
+    while (still := [p for p in await left(False) if p not in refused]) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    for pid in pids:
+        if pid in refused:
+            note = f"could not stop session {pid} ({refused[pid]}): its statement may still run"
+        elif pid in still:
+            note = f"session {pid} did not end within {TERMINATE_WAIT:g} s of its termination"
+        elif pid in remaining:
+            note = f"session {pid} terminated"
+            if pid in busy:
+                note += " (its statement did not end when cancelled)"
+        else:
+            note = f"session {pid} ended when its statement was cancelled"
+        notes.setdefault(run_of[pid], []).append(note)
+    return {run: "; ".join(texts) for run, texts in notes.items()}
+
+
+def _run_of(application_name: str) -> int:
+    match = _RUN_TAG.match(application_name)
+    return int(match.group(1)) if match else 0
 
 
 def _step_from_row(row: Row) -> StepDef:

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from pyagent.store.records import OnError, RunStatus, StepKind
+from pyagent.store.records import OnError, RunStatus, StepKind, sighting_from_row
 from pyagent.store.sqlfile import load_blocks
 
 Flags = tuple[bool, ...]
@@ -129,12 +129,15 @@ class StepRunRecord:
 
 @dataclass(frozen=True)
 class AgentRecord:
-    """A pga_jobagent row, and whether its backend (jagpid) is still connected."""
+    """A pga_jobagent row, and whether the agents' liveness rule counts it alive. For a
+    pyagent agent `login_time` is its last lease renewal."""
 
     pid: int
     station: str
     login_time: datetime
     alive: bool
+    pyagent: bool = False  # its session holds pyagent's lease advert
+    lease_age: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,27 @@ class Catalog:
         return int(row[0]) if row is not None else 0
 
     def agents(self) -> list[AgentRecord]:
-        return [AgentRecord(r[0], r[1], r[2], bool(r[3])) for r in self._rows("agents")]
+        """Registered agents, judged alive or dead by the agents' own rule."""
+        from pyagent import liveness
+        from pyagent.settings import DEFAULTS
+
+        terms = liveness.lease_terms(DEFAULTS.poll_interval)
+        records = []
+        for row in self._rows("agents", {"own_pids": [], "advert_class": liveness.ADVERT_CLASS}):
+            seen = sighting_from_row(row)
+            known = liveness.terms_from_advert(seen.advert) if seen.advert is not None else None
+            verdict = liveness.judge(seen, known, terms)
+            records.append(
+                AgentRecord(
+                    seen.pid,
+                    seen.station,
+                    seen.last_renewed,
+                    verdict is None,
+                    pyagent=seen.advert is not None,
+                    lease_age=seen.lease_age,
+                )
+            )
+        return records
 
     def job_classes(self) -> list[JobClass]:
         return [JobClass(r[0], r[1]) for r in self._rows("job_classes")]

@@ -85,10 +85,9 @@ SELECT sl.jslid, sl.jsljlgid, sl.jsljstid, s.jstname, sl.jslstatus, sl.jslresult
 SELECT coalesce(max(jlgid), 0) FROM pgagent.pga_joblog WHERE jlgjobid = %(jobid)s
 
 -- name: agents
--- Registered agents, and whether the backend that registered each one is still alive.
-SELECT a.jagpid, a.jagstation, a.jaglogintime,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity s WHERE s.pid = a.jagpid) AS alive
-  FROM pgagent.pga_jobagent a
+-- Registered agents as the agents see each other (pyagent.liveness judges them alive or
+-- dead: the same rule as the agents' own).
+{{agent_sightings}}
  ORDER BY a.jagstation, a.jagpid
 
 -- name: run_now

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import psycopg
@@ -74,6 +74,20 @@ class ServiceConnection:
     @property
     def is_open(self) -> bool:
         return self._conn is not None
+
+    @property
+    def backend_pid(self) -> int:
+        if self._conn is None:
+            raise psycopg.OperationalError("no service connection")
+        return int(self._conn.info.backend_pid)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A transaction (or, inside one, a savepoint) on the service connection."""
+        if self._conn is None:
+            raise psycopg.OperationalError("no service connection")
+        async with self._conn.transaction():
+            yield
 
     async def open(self, stop: asyncio.Event) -> bool:
         """Connect; False when `stop` was set first (a shutdown does not wait for a

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from pyagent.liveness import Sighting
+
 
 class RunStatus(StrEnum):
     """pga_joblog.jlgstatus and pga_jobsteplog.jslstatus letters."""
@@ -58,13 +60,50 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Renewal:
+    """A lease renewal that succeeded: the value written to jaglogintime, and how many other
+    agents were registered at that moment."""
+
+    renewed: datetime
+    others: int
+
+
+@dataclass(frozen=True)
 class PollResult:
-    """What one claim statement found: the jobs claimed and, on a full poll, when the next
-    unclaimed job is due (seconds; <= 0 means already due) and how many agents look dead."""
+    """What one claim statement found: the jobs claimed and, on a full poll, the lease
+    renewal (None: this agent's row is gone), when the next unclaimed job is due (seconds;
+    <= 0 means already due) and every other agent's row for the liveness judgement."""
 
     claims: tuple[Claim, ...]
     next_due_in: float | None = None
-    dead_agents: int = 0
+    renewal: Renewal | None = None
+    sightings: tuple[Sighting, ...] = ()
+
+
+def sighting_from_row(row: tuple[object, ...]) -> Sighting:
+    """An agent_sightings row (shared.sql): its last seven columns."""
+    pid, renewed, age, advert, alive, newer, station = row[-7:]
+    assert isinstance(renewed, datetime)
+    return Sighting(
+        pid=int(str(pid)),
+        station=str(station or ""),
+        last_renewed=renewed,
+        lease_age=float(str(age or 0.0)),
+        backend_alive=bool(alive),
+        advert=None if advert is None else int(str(advert)),
+        backend_newer=bool(newer),
+    )
+
+
+@dataclass(frozen=True)
+class DeadRun:
+    """A running run of an agent judged dead, and the step it is at (if any)."""
+
+    jlgid: int
+    job_id: int
+    jslid: int | None
+    step_kind: str
+    step_connstr: str
 
 
 @dataclass(frozen=True)

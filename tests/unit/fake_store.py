@@ -4,13 +4,18 @@ supervisor's decisions (the real store is tested against PostgreSQL elsewhere)."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from pyagent.liveness import LeaseTerms, Sighting
 from pyagent.store.records import (
     Claim,
+    DeadRun,
     FallbackRelease,
     PollResult,
+    Renewal,
     RunStart,
     RunStatus,
     SchemaState,
@@ -74,30 +79,48 @@ class FakeStore:
     async def server_facts(self) -> ServerFacts:
         return ServerFacts(False, "UTC", False)
 
-    async def register(self, station: str) -> int:
+    async def advertise(self, terms: LeaseTerms) -> None:
+        self.calls.append(("advertise", terms.advert))
+
+    async def register(self, station: str) -> tuple[int, datetime] | None:
         self.pid = 4242
         self.calls.append(("register", station))
-        return self.pid
+        return self.pid, _now()
+
+    async def renew_lease(self, pid: int) -> Renewal | None:
+        self.calls.append(("renew_lease", pid))
+        return Renewal(_now(), 0)
 
     async def unregister(self, pid: int) -> None:
         self.calls.append(("unregister", pid))
 
-    async def adopt_claims(self, old_pid: int, job_ids: list[int]) -> None:
+    async def adopt_claims(
+        self, old_pid: int, renewed: datetime, job_ids: Sequence[int]
+    ) -> list[int] | None:
         self.calls.append(("adopt_claims", old_pid, tuple(job_ids)))
+        return list(job_ids)
 
-    async def find_dead_agents(self) -> list[int]:
+    async def sightings(self, own_pids: Sequence[int]) -> list[Sighting]:
         return []
 
-    async def clear_dead_agent(self, pid: int) -> list[FallbackRelease]:
+    async def dead_agent_runs(self, pid: int) -> list[DeadRun]:
         return []
 
-    async def claim(self, station: str, limit: int, *, full: bool) -> PollResult:
+    async def clear_dead_agent(
+        self, pid: int, seen: datetime, outputs: dict[int, str]
+    ) -> list[FallbackRelease] | None:
+        return []
+
+    async def claim(
+        self, station: str, limit: int, *, full: bool, own_pids: Sequence[int] = ()
+    ) -> PollResult:
         taken, self.due = self.due[:limit], self.due[limit:]
         self.calls.append(("claim", limit, full, tuple(taken)))
         claims = tuple(Claim(job_id, None, self.pid or 0) for job_id in taken)
-        return PollResult(claims, 0.0 if self.due else None, 0)
+        renewal = Renewal(_now(), 0) if full else None
+        return PollResult(claims, 0.0 if self.due else None, renewal)
 
-    async def start_run(self, job_id: int) -> RunStart | None:
+    async def start_run(self, job_id: int, owner: int) -> RunStart | None:
         self.calls.append(("start_run", job_id))
         self.runs_started.set()
         if self.hold_runs:
@@ -105,10 +128,14 @@ class FakeStore:
         return RunStart(jlgid=1000 + job_id, jobdesc="", steps=())
 
     async def finish_run(
-        self, claim: Claim, jlgid: int | None, status: RunStatus
+        self, claim: Claim, owner: Callable[[], int], jlgid: int | None, status: RunStatus
     ) -> FallbackRelease | None:
         self.calls.append(("finish_run", claim.job_id, status))
         return None
 
     def names(self) -> list[str]:
         return [call[0] for call in self.calls]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
