@@ -117,6 +117,14 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
 
 
+def connected(seen: Sighting) -> bool:
+    """Its service session is on the server now (it can claim jobs this moment); an agent
+    that is not connected may still be alive (reconnecting) until `judge` says otherwise."""
+    if seen.advert is not None:
+        return True
+    return seen.backend_alive and not seen.backend_newer
+
+
 def judge(seen: Sighting, known: LeaseTerms | None, own_terms: LeaseTerms) -> Verdict | None:
     """Whether another agent is dead (a Verdict) or may still be alive (None).
 

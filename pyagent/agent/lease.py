@@ -104,6 +104,8 @@ class LeaseKeeper:
         self.fence = fence
         self.cleared = cleared
         self.log = get_logger()
+        # Renewals given up on while they still ran (kept referenced until they end).
+        self._abandoned: set[asyncio.Future[Renewal | None]] = set()
 
     async def run(self) -> None:
         lease = self.lease
@@ -141,17 +143,25 @@ class LeaseKeeper:
             await _wait(KEEPER_TICK, self.stop)
 
     async def _renew(self, budget: float) -> bool:
-        """One renewal through the control pool; False when it did not get through."""
+        """One renewal through the control pool; False when it did not get through in time.
+        A renewal that hangs (a stalled network) is left to end in the background: waiting
+        for its cancellation (psycopg cancels the query on the server first) could outlast
+        the fence."""
         lease = self.lease
         async with lease.lock:
             pid = lease.pid
             if pid is None:
                 return True
             sent_at = time.monotonic()
+            attempt = asyncio.ensure_future(self.store.renew_lease(pid))
+            done, _pending = await asyncio.wait({attempt}, timeout=max(0.5, min(budget, 5.0)))
+            if not done:
+                attempt.cancel()
+                self._abandoned.add(attempt)
+                attempt.add_done_callback(_forget(self._abandoned))
+                return False
             try:
-                renewal = await asyncio.wait_for(
-                    self.store.renew_lease(pid), timeout=max(0.5, min(budget, 5.0))
-                )
+                renewal = attempt.result()
             except RENEWAL_ERRORS:
                 return False
             if lease.pid != pid:
@@ -161,6 +171,17 @@ class LeaseKeeper:
                 return True
             lease.renewed(renewal, sent_at)
             return True
+
+
+def _forget(
+    tasks: set[asyncio.Future[Renewal | None]],
+) -> Callable[[asyncio.Future[Renewal | None]], None]:
+    def done(task: asyncio.Future[Renewal | None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: an abandoned renewal's error is not news
+
+    return done
 
 
 async def _wait(timeout: float, event: asyncio.Event) -> None:

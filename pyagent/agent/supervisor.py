@@ -43,6 +43,10 @@ SCHEMA_MESSAGES = {
 }
 
 
+# The first reconnection after a working service connection was lost comes this soon.
+IMMEDIATE_RETRY = 0.1
+
+
 class SchemaUnusable(Exception):
     """The database has no usable pgagent schema (logged with pgAgent's message)."""
 
@@ -159,6 +163,10 @@ class Agent:
             except diagnose.DIAGNOSED_ERRORS as exc:
                 # Any database error (refused login, missing privilege, broken
                 # schema, lost server) is one line with its cause and fix, then a retry.
+                if attempt == 0:
+                    # A working connection was lost (a blip, a terminated session): try
+                    # again at once, so the lease is renewed under the new identity soon.
+                    delay = IMMEDIATE_RETRY
                 diagnose.log_agent_failure(
                     self.log,
                     exc,

@@ -129,8 +129,9 @@ class StepRunRecord:
 
 @dataclass(frozen=True)
 class AgentRecord:
-    """A pga_jobagent row, and whether the agents' liveness rule counts it alive. For a
-    pyagent agent `login_time` is its last lease renewal."""
+    """A pga_jobagent row: whether its service session is connected now (`alive`), and
+    whether the agents' liveness rule judges it dead (pyagent.liveness). For a pyagent
+    agent `login_time` is its last lease renewal."""
 
     pid: int
     station: str
@@ -138,6 +139,7 @@ class AgentRecord:
     alive: bool
     pyagent: bool = False  # its session holds pyagent's lease advert
     lease_age: float = 0.0
+    dead: bool = False
 
 
 @dataclass(frozen=True)
@@ -361,9 +363,10 @@ class Catalog:
                     seen.pid,
                     seen.station,
                     seen.last_renewed,
-                    verdict is None,
+                    liveness.connected(seen),
                     pyagent=seen.advert is not None,
                     lease_age=seen.lease_age,
+                    dead=verdict is not None,
                 )
             )
         return records

@@ -23,8 +23,9 @@ T = TypeVar("T")
 # Bookkeeping statements are tiny; one that runs longer is stuck (a lock held for long, or
 # a schema function that never returns, as pgAgent's does for some malformed schedules).
 STATEMENT_TIMEOUT_MS = 10_000
-# Time allowed to a statement on the service connection before it is presumed dead.
-SERVICE_STATEMENT_TIMEOUT = 30.0
+# Time allowed to a statement on the service connection before it is presumed dead: the
+# server's statement timeout, and a little more for the answer to arrive.
+SERVICE_STATEMENT_TIMEOUT = STATEMENT_TIMEOUT_MS / 1000 + 5.0
 
 # Errors that mean "the database is not reachable right now", as opposed to a statement
 # the server rejected.
@@ -136,9 +137,25 @@ class ServiceConnection:
     async def _execute(self, sql: str, params: Params) -> Any:
         if self._conn is None:
             raise psycopg.OperationalError("no service connection")
-        return await asyncio.wait_for(
-            self._conn.execute(sql, params), timeout=SERVICE_STATEMENT_TIMEOUT
-        )
+        statement = asyncio.ensure_future(self._conn.execute(sql, params))
+        try:
+            done, _pending = await asyncio.wait({statement}, timeout=SERVICE_STATEMENT_TIMEOUT)
+        except asyncio.CancelledError:
+            statement.cancel()
+            raise
+        if not done:
+            # The connection is presumed dead. psycopg's cancellation of the statement
+            # (a cancel request, then a wait for the server) is not waited for: closing
+            # the connection ends it.
+            statement.cancel()
+            statement.add_done_callback(_retrieve)
+            raise TimeoutError("no answer from the database on the service connection")
+        return statement.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class ControlPool:

@@ -119,6 +119,16 @@ class TcpProxy:
         """Reset every open connection once (a blip); new connections keep passing."""
         self._call(self._reset_links())
 
+    def freeze_upstream_port(self, port: int) -> bool:
+        """Stop forwarding on the one connection whose upstream socket has local port `port`
+        (the server shows it as pg_stat_activity.client_port), without closing it: a
+        partition of that connection only. False when no such connection is open."""
+        return self._call(self._freeze_port(port))
+
+    def restore_port(self, port: int) -> None:
+        """Forward again on the connection frozen by freeze_upstream_port."""
+        self._call(self._thaw_port(port))
+
     @property
     def open_connections(self) -> int:
         return len(self._links)
@@ -152,6 +162,26 @@ class TcpProxy:
                 continue
             link.abort()
             self._links.discard(link)
+
+    def _links_on_port(self, port: int) -> list[_Link]:
+        found = []
+        for link in self._links:
+            if link.upstream is None:
+                continue
+            sock = link.upstream.get_extra_info("sockname")
+            if sock is not None and sock[1] == port:
+                found.append(link)
+        return found
+
+    async def _freeze_port(self, port: int) -> bool:
+        links = self._links_on_port(port)
+        for link in links:
+            link.flowing.clear()
+        return bool(links)
+
+    async def _thaw_port(self, port: int) -> None:
+        for link in self._links_on_port(port):
+            link.flowing.set()
 
     async def _cut(self, new: NewMode, existing: ExistingMode) -> None:
         self.mode = new
