@@ -195,7 +195,7 @@ class JobRun:
 
     async def _run_steps(self) -> None:
         job_id = self.claim.job_id
-        start = await self.ctx.store.start_run(job_id, self.owner)
+        start = await self.ctx.store.start_run(job_id, self._owner)
         if start is None:
             return
         self.jlgid = start.jlgid
@@ -216,7 +216,7 @@ class JobRun:
         store, job_id, jlgid = self.ctx.store, self.claim.job_id, self.jlgid
         assert jlgid is not None
         ids = {"job_id": job_id, "step_id": step.step_id}
-        self.current_jslid = await store.start_step(jlgid, step.step_id, self.owner)
+        self.current_jslid = await store.start_step(jlgid, step.step_id, self._owner)
         if self.current_jslid is None:
             # The step was deleted (or the database is gone for good): an internal error.
             self.log.warning(f"Value of rc is 0 for job {job_id}", **ids)

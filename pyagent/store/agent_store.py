@@ -331,28 +331,39 @@ class AgentStore:
 
     # ---- one run (control pool, retried through outages) ---------------------------------
 
-    async def start_run(self, job_id: int, owner: int) -> RunStart | None:
+    async def start_run(self, job_id: int, owner: Callable[[], int]) -> RunStart | None:
         """Insert the run's log row ('r') and read the job's comment and enabled steps,
-        while identity `owner` still holds the claim. None when the database stayed away
-        until give-up; ClaimLost when the claim is no longer held."""
-        rows = await self._pool_rows_retrying("start_run", {"job_id": job_id, "owner": owner})
+        while the identity `owner()` (asked at every attempt: a reconnect moves the claim)
+        still holds the claim. None when the database stayed away until give-up; ClaimLost
+        when the claim is no longer held."""
+        rows = await self.control.retrying(
+            lambda: self.control.rows(statement("start_run"), {"job_id": job_id, "owner": owner()})
+        )
         if rows is None:
             return None
         if not rows:
-            raise ClaimLost(f"job {job_id} is no longer claimed by agent {owner}")
+            raise ClaimLost(f"job {job_id} is no longer claimed by agent {owner()}")
         steps = tuple(_step_from_row(r[2:]) for r in rows if r[2] is not None)
         return RunStart(int(rows[0][0]), str(rows[0][1] or ""), steps)
 
-    async def start_step(self, jlgid: int, step_id: int, owner: int) -> int | None:
+    async def start_step(self, jlgid: int, step_id: int, owner: Callable[[], int]) -> int | None:
         """Insert a step's log row ('r'); None when the step no longer exists. ClaimLost
-        when the run is no longer running under identity `owner` (aborted, or cleared)."""
-        params = {"jlgid": jlgid, "step_id": step_id, "owner": owner}
-        rows = await self._pool_rows_retrying("start_step", params)
+        when the run is no longer running under the identity `owner()` (aborted, or
+        cleared)."""
+
+        def params() -> dict[str, Any]:
+            return {"jlgid": jlgid, "step_id": step_id, "owner": owner()}
+
+        rows = await self.control.retrying(
+            lambda: self.control.rows(statement("start_step"), params())
+        )
         if rows:
             return int(rows[0][0])
-        held = await self._pool_rows_retrying("run_held", params)
+        held = await self.control.retrying(
+            lambda: self.control.rows(statement("run_held"), params())
+        )
         if held and not held[0][0]:
-            raise ClaimLost(f"run {jlgid} is no longer running under agent {owner}")
+            raise ClaimLost(f"run {jlgid} is no longer running under agent {owner()}")
         return None
 
     async def finish_step(
@@ -497,9 +508,6 @@ class AgentStore:
                 return total
             # Give other sessions (and this agent's own work) room between batches.
             await asyncio.sleep(pause)
-
-    async def _pool_rows_retrying(self, name: str, params: Params) -> list[Row] | None:
-        return await self.control.retrying(lambda: self.control.rows(statement(name), params))
 
 
 Query = Callable[[str, Params], Awaitable[list[Row]]]

@@ -119,12 +119,16 @@ def terminate(conn: psycopg.Connection[Any], pid: int) -> None:
 
 
 def stamps(conn: psycopg.Connection[Any], job: int) -> list[str]:
-    return [r[0] for r in conn.execute("SELECT what FROM stamps WHERE job = %s ORDER BY at", (job,))]
+    return [
+        r[0] for r in conn.execute("SELECT what FROM stamps WHERE job = %s ORDER BY at", (job,))
+    ]
 
 
 def claimed(conn: psycopg.Connection[Any]) -> int:
     return int(
-        conn.execute("SELECT count(*) FROM pgagent.pga_job WHERE jobagentid IS NOT NULL").fetchone()[0]
+        conn.execute(
+            "SELECT count(*) FROM pgagent.pga_job WHERE jobagentid IS NOT NULL"
+        ).fetchone()[0]
     )
 
 
@@ -148,7 +152,9 @@ def test_terminated_service_connection_beside_a_second_agent_aborts_no_run(db, c
             time.sleep(max(0.0, started + at - time.monotonic()))
             pid = wait_until(lambda: agent_pid(conn, "a"), what="agent a's row")
             terminate(conn, pid)
-            wait_until(lambda p=pid: agent_pid(conn, "a") not in (None, p), 10, what="re-registration")
+            wait_until(
+                lambda p=pid: agent_pid(conn, "a") not in (None, p), 10, what="re-registration"
+            )
         for job in jobs:
             wait_job_finished(conn, job, timeout=30)
     for job in jobs:
@@ -183,16 +189,16 @@ def test_partition_of_the_service_connection_only_keeps_the_lease_and_the_run(
             "SELECT client_port FROM pg_stat_activity WHERE pid = %s", (pid,)
         ).fetchone()
         assert proxy.freeze_upstream_port(port)
-        wait_until(
-            lambda: agent_pid(conn, "a") not in (None, pid), 40, what="a registered again"
-        )
+        wait_until(lambda: agent_pid(conn, "a") not in (None, pid), 40, what="a registered again")
         wait_job_finished(conn, job, timeout=40)
     assert [r[1] for r in job_logs(conn, job)] == ["s"]
     assert stamps(conn, job) == ["start", "work", "end"]
     assert watch.overlaps() == {}
     # The frozen session is ended by the agent once it is registered again.
     wait_until(
-        lambda: not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+        lambda: (
+            not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        ),
         10,
         what="the old service session to end",
     )
@@ -265,9 +271,13 @@ def test_sigkilled_agent_is_cleared_within_the_lease_by_an_agent_that_never_saw_
     job = make_job(conn, "orphan", [{"jstcode": "SELECT pg_sleep(120)"}], run_now=True)
     victim = agents(db.dsn, "--station", "victim")
     victim.wait_registered()
-    wait_until(lambda: conn.execute(
-        "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pyagent run %%'"
-        " AND state = 'active'").fetchone(), what="the step")
+    wait_until(
+        lambda: conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pyagent run %%'"
+            " AND state = 'active'"
+        ).fetchone(),
+        what="the step",
+    )
     victim.kill()
     killed_at = time.monotonic()
     later = agents(db.dsn, "--station", "later", "--lease", "6")

@@ -120,7 +120,7 @@ class FakeStore:
         renewal = Renewal(_now(), 0) if full else None
         return PollResult(claims, 0.0 if self.due else None, renewal)
 
-    async def start_run(self, job_id: int, owner: int) -> RunStart | None:
+    async def start_run(self, job_id: int, owner: Callable[[], int]) -> RunStart | None:
         self.calls.append(("start_run", job_id))
         self.runs_started.set()
         if self.hold_runs:
