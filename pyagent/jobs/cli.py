@@ -14,9 +14,12 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
+from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
 from pyagent.jobs.common import (
     EXIT_CHANGES,
+    EXIT_CONFLICT,
     EXIT_FAILED,
+    EXIT_LOCK_TIMEOUT,
     EXIT_NO_AGENT,
     EXIT_TIMEOUT,
     JobsError,
@@ -32,7 +35,9 @@ EXIT_CODES_HELP = f"""\b
 Exit status: 0 ok; {EXIT_FAILED} error (or the job run failed);
 2 bad usage; {EXIT_CHANGES} apply --dry-run found changes;
 {EXIT_TIMEOUT} run --wait timed out; {EXIT_NO_AGENT} run --wait: no live agent can run the job;
-6 cancel: the job is not running (nothing changed)."""
+6 cancel: the job is not running (nothing changed);
+{EXIT_LOCK_TIMEOUT} apply: gave up waiting for another apply (--lock-timeout);
+{EXIT_CONFLICT} apply: a job was edited meanwhile (nothing changed)."""
 
 
 def db_option(func: F) -> F:
@@ -358,15 +363,35 @@ def validate_command(paths: tuple[str, ...]) -> None:
     help="Also delete jobs that apply manages (@MANAGED_BY=pyagent; in their comment) and "
     "that are in none of the files. Hand-made jobs are never deleted.",
 )
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOCK_TIMEOUT,
+    show_default=True,
+    envvar="PYAGENT_APPLY_LOCK_TIMEOUT",
+    metavar="SECONDS",
+    help="Wait this long for another apply to finish (and for rows others hold) "
+    f"before giving up with exit status {EXIT_LOCK_TIMEOUT} (env PYAGENT_APPLY_LOCK_TIMEOUT).",
+)
 @handle_errors
-def apply_command(
-    conninfo: str | None, as_json: bool, paths: tuple[str, ...], dry_run: bool, prune: bool
+def apply_command(  # noqa: PLR0917 - click passes options as keywords
+    conninfo: str | None,
+    as_json: bool,
+    paths: tuple[str, ...],
+    dry_run: bool,
+    prune: bool,
+    lock_timeout: float,
 ) -> None:
     """Make the database match the job files, in one transaction.
 
     Prints the plan first: jobs created, changed (field by field) and deleted. Jobs are
     matched by name and updated in place, so their ids and run history stay. Applying
     the same files again changes nothing.
+
+    Applies run one at a time: one started while another runs waits for it (saying so),
+    then plans from its result. A job edited by someone else (pgAdmin) after apply read it
+    is not written over: apply stops and changes nothing (exit status 8). A dry run never
+    waits.
     """
     from pyagent.jobs import plan as planner
     from pyagent.jobs import spec
@@ -379,7 +404,15 @@ def apply_command(
 
     with connect(conninfo) as catalog:
         try:
-            plan = planner.apply(catalog, specs, prune=prune, dry_run=dry_run, show=show)
+            plan = planner.apply(
+                catalog,
+                specs,
+                prune=prune,
+                dry_run=dry_run,
+                show=show,
+                say=lambda line: click.echo(line, err=True),
+                lock_timeout=lock_timeout,
+            )
         except spec.SpecError as exc:
             for problem in exc.problems:
                 click.echo(f"error: {problem}", err=True)

@@ -24,6 +24,8 @@ EXIT_USAGE = 2
 EXIT_CHANGES = 3  # apply --dry-run: the database differs from the files
 EXIT_TIMEOUT = 4  # run --wait --timeout: the run did not end in time
 EXIT_NO_AGENT = 5  # run: no live agent can pick the job up
+EXIT_LOCK_TIMEOUT = 7  # apply: another apply (or a row lock) outlasted --lock-timeout
+EXIT_CONFLICT = 8  # apply: a job it changes was edited by someone else after it read it
 
 APPLICATION_NAME = "pyagent jobs"
 

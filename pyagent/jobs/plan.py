@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
-from pyagent.jobs import annot, cron
+from pyagent.jobs import annot, applylock, cron
 from pyagent.jobs.common import by_job
 from pyagent.jobs.spec import (
     KIND_WORD,
@@ -61,6 +61,7 @@ class Plan:
     changes: list[JobChange]
     unchanged: list[str]
     ops: list[tuple[int, Callable[[Catalog], None]]] = field(default_factory=list)
+    read: applylock.RowsRead = field(default_factory=applylock.RowsRead)
 
     @property
     def has_changes(self) -> bool:
@@ -437,6 +438,7 @@ def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Pla
                     )
                 )
                 plan.ops.append((DELETE_JOBS, _deleter(job.jobid)))
+                plan.read.deleting(job)
     return plan
 
 
@@ -457,6 +459,7 @@ def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> Non
         f"+ schedule {v.name!r} ({_schedule_words(cron.Fields.of(v))})" for v, _ in sched_values
     ]
     plan.changes.append(JobChange("create", spec.name, None, details))
+    plan.read.creating(spec.name)
 
     def create(catalog: Catalog) -> None:
         jobid = catalog.insert_job(values)
@@ -491,6 +494,7 @@ def _plan_update(  # noqa: PLR0917
         edits.ops.append((TOUCH, lambda catalog: catalog.touch_job(jobid)))
     plan.changes.append(JobChange("change", spec.name, jobid, edits.details))
     plan.ops.extend(edits.ops)
+    plan.read.changing(old, old_steps, old_schedules)
 
 
 @dataclass
@@ -673,11 +677,22 @@ def apply(
     prune: bool,
     dry_run: bool,
     show: Callable[[Plan], None],
+    say: Callable[[str], None],
+    lock_timeout: float = applylock.DEFAULT_LOCK_TIMEOUT,
 ) -> Plan:
-    """Plan and (unless dry_run) execute, all inside one transaction."""
-    with catalog.transaction():
+    """Plan and (unless dry_run) execute, all inside one transaction.
+
+    An apply first waits (up to lock_timeout seconds in all) for any other apply to commit,
+    then plans from the database as it is; just before writing it locks the rows it changes
+    and stops if someone changed them since it read them. A dry run reads one snapshot and
+    neither waits nor makes anything wait."""
+    locks = applylock.ApplyLocks(catalog, lock_timeout, say)
+    with catalog.transaction(snapshot=dry_run):
+        if not dry_run:
+            locks.take_apply_lock()
         plan = make_plan(catalog, specs, prune=prune)
         show(plan)
         if not dry_run and plan.has_changes:
-            plan.execute(catalog)
+            locks.lock_as_read(plan.read)
+            locks.execute(plan.execute)
     return plan
