@@ -15,6 +15,8 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from pyagent import conninfo as ci
+from pyagent.jobs.render import quoted
+from pyagent.safetext import safe_text
 from pyagent.store.catalog import Catalog, JobRecord
 
 # Exit statuses of the jobs commands (README "pyagent jobs", docs/jobs.md).
@@ -42,9 +44,10 @@ class JobsError(click.ClickException):
 
 
 def one_line(exc: BaseException) -> str:
+    """The first line of an error, escaped: a server message may quote job text."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
-    return ci.mask_text(first.strip())
+    return safe_text(ci.mask_text(first.strip()))
 
 
 def friendly_db_error(exc: psycopg.Error) -> JobsError:
@@ -148,7 +151,7 @@ def find_job(catalog: Catalog, ident: str) -> JobRecord:
         ids = catalog.job_ids_by_name(text)
     if not ids:
         close = [j.name for j in catalog.jobs() if j.name.lower() == text.lower()]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" (did you mean {quoted(close[0])}?)" if close else ""
         raise JobsError(f"no job named {text!r}{hint}; `pyagent jobs list` shows them")
     if len(ids) > 1:
         raise JobsError(

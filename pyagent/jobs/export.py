@@ -13,6 +13,7 @@ from pyagent.jobs import annot, cron
 from pyagent.jobs.common import Zone, by_job, find_job
 from pyagent.jobs.plan import is_managed
 from pyagent.jobs.spec import KIND_WORD, ON_ERROR_WORD
+from pyagent.safetext import INVISIBLE
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
 
@@ -24,6 +25,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if INVISIBLE.search(value):
+        # Double-quoted, so that dump() can spell the characters as escapes.
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     if "\n" in value:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
@@ -109,8 +113,17 @@ def job_document(
     return doc
 
 
+def _yaml_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def dump(docs: Sequence[dict[str, Any]]) -> str:
-    return yaml.dump_all(
+    """The documents as YAML. YAML escapes control characters itself but writes
+    bidirectional and other invisible format characters as they are; those are written as
+    escapes too (inside double-quoted scalars), so the text stays exact and the terminal
+    showing it sees nothing it acts on."""
+    text = yaml.dump_all(
         docs,
         Dumper=_Dumper,
         sort_keys=False,
@@ -119,6 +132,7 @@ def dump(docs: Sequence[dict[str, Any]]) -> str:
         width=100,
         explicit_start=len(docs) > 1,
     )
+    return INVISIBLE.sub(_yaml_escape, text)
 
 
 def file_stem(name: str) -> str:

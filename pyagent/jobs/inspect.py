@@ -10,8 +10,9 @@ from pyagent import schedule as pyschedule
 from pyagent.jobs import cron
 from pyagent.jobs.annot import job_fields, step_fields
 from pyagent.jobs.common import JobsError, Zone, by_job, find_job
-from pyagent.jobs.render import duration, indent, seconds, shorten, table
+from pyagent.jobs.render import duration, indent, quoted, seconds, shorten, table
 from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
+from pyagent.safetext import safe_text
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -239,17 +240,18 @@ def show_job(
 def _show_job_lines(
     job: JobRecord, zone: Zone, comment: str, annotations: dict[str, str]
 ) -> list[str]:
-    out = [f"job {job.jobid}: {job.name}"]
-    out.append(f"  class:       {job.class_name}")
+    out = [f"job {job.jobid}: {safe_text(job.name)}"]
+    out.append(f"  class:       {safe_text(job.class_name)}")
     out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
-    out.append(f"  host agent:  {job.hostagent or '(any)'}")
+    out.append(f"  host agent:  {safe_text(job.hostagent) or '(any)'}")
     if comment:
         out.append("  comment:")
-        out.append(indent(comment, "    "))
+        out.append(indent(safe_text(comment, block=True), "    "))
     for name, value in annotations.items():
-        out.append(f"  {name + ':':<12} {value}   (annotation)")
+        out.append(f"  {safe_text(name) + ':':<12} {safe_text(value)}   (annotation)")
     if job.agent_pid is not None:
-        out.append(f"  running now: on {job.agent_station or '?'} (agent pid {job.agent_pid})")
+        station = safe_text(job.agent_station or "?")
+        out.append(f"  running now: on {station} (agent pid {job.agent_pid})")
     out.append(f"  next run:    {zone.fmt(job.next_run)}   (pga_job.jobnextrun)")
     out.append(f"  times in {zone.name} (the database session's TimeZone)")
     return out
@@ -264,12 +266,16 @@ def _show_step_lines(steps: list[StepRecord]) -> list[str]:
         d = _step_data(step)
         where = d["database"] or (d["connection"] and f"connection {d['connection']}") or "shell"
         flags = "" if step.enabled else "   [disabled]"
-        out.append(f"  {i}. {step.name}  ({d['kind']}, {where}, on error: {d['on_error']}){flags}")
+        out.append(
+            f"  {i}. {safe_text(step.name)}  ({d['kind']}, {safe_text(where)}, "
+            f"on error: {d['on_error']}){flags}"
+        )
         if d["description"]:
-            out.append(f"     description: {shorten(d['description'], 70)}")
+            out.append(f"     description: {safe_text(shorten(d['description'], 70))}")
         for name, value in d["annotations"].items():
-            out.append(f"     {name}: {value}   (annotation)")
-        out.append(indent(step.code.rstrip("\n") or "(empty)", "       | "))
+            out.append(f"     {safe_text(name)}: {safe_text(value)}   (annotation)")
+        code = safe_text(step.code.rstrip("\n"), block=True) or "(empty)"
+        out.append(indent(code, "       | "))
     return out
 
 
@@ -279,7 +285,7 @@ def _show_schedule_lines(schedules: list[ScheduleRecord], zone: Zone) -> list[st
         d = _schedule_data(sched, zone)
         flags = "" if sched.enabled else "   [disabled]"
         cron_text = f"   cron: {d['cron']}" if d["cron"] else "   (no cron equivalent)"
-        out.append(f"  - {sched.name}: {d['words']}{cron_text}{flags}")
+        out.append(f"  - {safe_text(sched.name)}: {d['words']}{cron_text}{flags}")
         out.append(
             f"    from {zone.fmt(sched.start)}"
             + (f" until {zone.fmt(sched.end)}" if sched.end else "")
@@ -360,8 +366,12 @@ def step_run_data(step: StepRunRecord, zone: Zone) -> dict[str, Any]:
 
 def step_run_text(step: StepRunRecord) -> str:
     result = "" if step.result is None else f", result {step.result}"
-    line = f"step {step.step_name!r}: {step_status(step.status)}{result}, {duration(step.duration)}"
-    output = (step.output or "").rstrip("\n")
+    line = (
+        f"step {quoted(step.step_name)}: {step_status(step.status)}{result}, "
+        f"{duration(step.duration)}"
+    )
+    # Shown as a block: its lines stay lines, every control made visible (pyagent.safetext).
+    output = safe_text((step.output or "").rstrip("\n"), block=True)
     return line + ("\n" + indent(output, "    | ") if output else "")
 
 
@@ -370,7 +380,7 @@ def logs(catalog: Catalog, zone: Zone, ident: str, *, last: bool) -> tuple[dict[
         job = find_job(catalog, ident)
         found = catalog.runs(job.jobid, limit=1)
         if not found:
-            raise JobsError(f"job {job.name!r} (id {job.jobid}) has not run yet")
+            raise JobsError(f"job {quoted(job.name)} (id {job.jobid}) has not run yet")
         run = found[0]
     else:
         if not ident.strip().isdigit():
@@ -386,7 +396,7 @@ def logs(catalog: Catalog, zone: Zone, ident: str, *, last: bool) -> tuple[dict[
     steps = catalog.step_runs(run.jlgid)
     data = _run_data(run, zone) | {"steps": [step_run_data(s, zone) for s in steps]}
     head = (
-        f"run {run.jlgid} of job {run.jobname!r} ({run.jobid}): {run.status.label}, "
+        f"run {run.jlgid} of job {quoted(run.jobname)} ({run.jobid}): {run.status.label}, "
         f"started {zone.fmt(run.start)}, {duration(run.duration)}"
     )
     body = [step_run_text(s) for s in steps] or ["(no step ran)"]
@@ -408,7 +418,7 @@ def set_enabled(
                 data.append(
                     {"id": job.jobid, "name": job.name, "enabled": enabled, "changed": False}
                 )
-                lines.append(f"job {job.name!r} ({job.jobid}) was already {word}")
+                lines.append(f"job {quoted(job.name)} ({job.jobid}) was already {word}")
                 continue
             nextrun = catalog.set_enabled(job.jobid, enabled)
             data.append(
@@ -421,5 +431,5 @@ def set_enabled(
                 }
             )
             tail = f"; next run {zone.fmt(nextrun)}" if enabled else ""
-            lines.append(f"job {job.name!r} ({job.jobid}) {word}{tail}")
+            lines.append(f"job {quoted(job.name)} ({job.jobid}) {word}{tail}")
     return data, "\n".join(lines)

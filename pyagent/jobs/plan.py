@@ -18,6 +18,7 @@ from typing import Any
 
 from pyagent.jobs import annot, applylock, cron
 from pyagent.jobs.common import by_job
+from pyagent.jobs.render import quoted
 from pyagent.jobs.spec import (
     KIND_WORD,
     NATIVE_FIELDS,
@@ -30,6 +31,7 @@ from pyagent.jobs.spec import (
     StepSpec,
     step_order_problem,
 )
+from pyagent.safetext import safe_text
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -68,11 +70,14 @@ class Plan:
         return bool(self.changes)
 
     def text(self) -> str:
+        """The plan for the terminal; job text in it is escaped (pyagent.safetext)."""
         lines: list[str] = []
         marks = {"create": "+", "change": "~", "delete": "-"}
         for change in self.changes:
             ident = f" (id {change.jobid})" if change.jobid is not None else ""
-            lines.append(f"{marks[change.action]} job {change.name!r}{ident}: {change.action}")
+            lines.append(
+                f"{marks[change.action]} job {quoted(change.name)}{ident}: {change.action}"
+            )
             lines.extend(f"    {detail}" for detail in change.details)
         counts = {a: sum(1 for c in self.changes if c.action == a) for a in marks}
         if self.changes:
@@ -108,8 +113,7 @@ def _show(value: object) -> str:
     if value is None:
         return "(none)"
     if isinstance(value, str):
-        text = value if len(value) <= 60 else value[:59] + "…"
-        return repr(text)
+        return quoted(value if len(value) <= 60 else value[:59] + "…")
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     return str(value)
@@ -120,7 +124,7 @@ def _text_diff(label: str, old: str, new: str) -> list[str]:
         return [f"{label}: {_show(old)} -> {_show(new)}"]
     diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1))[2:]
     shown = diff[:20] + ([f"... ({len(diff) - 20} more diff lines)"] if len(diff) > 20 else [])
-    return [f"{label}: changed", *(f"    {line}" for line in shown)]
+    return [f"{label}: changed", *(f"    {safe_text(line, block=True)}" for line in shown)]
 
 
 # --- desired rows -------------------------------------------------------------------------
@@ -201,7 +205,7 @@ def _pairs(
 
 
 def _step_words(values: StepValues) -> str:
-    where = values.dbname and f"database {values.dbname}"
+    where = values.dbname and f"database {safe_text(values.dbname)}"
     where = where or (values.connstr and "connection string") or "shell"
     return f"{KIND_WORD[values.kind]}, {where}, on error {ON_ERROR_WORD[values.onerror]}"
 
@@ -285,7 +289,7 @@ def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
     collation, and ambiguous names. Raises SpecError listing every problem."""
     classes = catalog.job_classes()
     by_name = {c.name: c.jclid for c in classes}
-    problems = _class_problems(specs, by_name, ", ".join(c.name for c in classes))
+    problems = _class_problems(specs, by_name, ", ".join(quoted(c.name) for c in classes))
     existing_dbs = _existing_databases(catalog, specs)
     for spec in specs:
         problems += _database_problems(spec, existing_dbs)
@@ -451,12 +455,13 @@ def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> Non
     values = JobValues(jclid, spec.name, spec.desc(managed), spec.host_agent, spec.enabled)
     step_values = [_step_values(s, None) for s in spec.steps]
     sched_values = [(_schedule_values(context, s, None), s) for s in spec.schedules]
-    details = [f"class {context.class_names.get(jclid, jclid)!r}, enabled {spec.enabled}"]
+    details = [f"class {_show(context.class_names.get(jclid, str(jclid)))}, enabled {spec.enabled}"]
     if managed:
         details.append("marked @MANAGED_BY=pyagent; in its comment")
-    details += [f"+ step {v.name!r} ({_step_words(v)})" for v in step_values]
+    details += [f"+ step {quoted(v.name)} ({_step_words(v)})" for v in step_values]
     details += [
-        f"+ schedule {v.name!r} ({_schedule_words(cron.Fields.of(v))})" for v, _ in sched_values
+        f"+ schedule {quoted(v.name)} ({_schedule_words(cron.Fields.of(v))})"
+        for v, _ in sched_values
     ]
     plan.changes.append(JobChange("create", spec.name, None, details))
     plan.read.creating(spec.name)
@@ -517,7 +522,7 @@ def _update_job_row(
         desc = old.desc
     new_class = next((k for k, v in context.classes.items() if v == jclid), None)
     if old.class_name != new_class:
-        edits.details.append(f"class: {old.class_name!r} -> {new_class!r}")
+        edits.details.append(f"class: {_show(old.class_name)} -> {_show(new_class)}")
     if old.enabled != spec.enabled:
         edits.details.append(f"enabled: {old.enabled} -> {spec.enabled}")
     if old.hostagent != spec.host_agent:
@@ -562,15 +567,15 @@ def _update_steps(
         step_new = _step_values(step_spec, step_old)
         diff = _step_diff(step_old, step_new)
         if diff:
-            edits.details.append(f"~ step {step_spec.name!r}:")
+            edits.details.append(f"~ step {quoted(step_spec.name)}:")
             edits.details.extend(f"    {line}" for line in diff)
             edits.ops.append((UPDATE, _step_updater(step_old.jstid, step_new)))
     for step_old in gone_steps:
-        edits.details.append(f"- step {step_old.name!r}")
+        edits.details.append(f"- step {quoted(step_old.name)}")
         edits.ops.append((DELETE_CHILDREN, _step_deleter(step_old.jstid)))
     for step_spec in new_steps:
         step_new = _step_values(step_spec, None)
-        edits.details.append(f"+ step {step_new.name!r} ({_step_words(step_new)})")
+        edits.details.append(f"+ step {quoted(step_new.name)} ({_step_words(step_new)})")
         edits.ops.append((INSERT, _step_inserter(jobid, step_new)))
 
 
@@ -586,12 +591,12 @@ def _update_schedules(
     for sched_spec, sched_old in pairs:
         _update_schedule(edits, context, sched_spec, sched_old)
     for sched_old in gone_scheds:
-        edits.details.append(f"- schedule {sched_old.name!r}")
+        edits.details.append(f"- schedule {quoted(sched_old.name)}")
         edits.ops.append((DELETE_CHILDREN, _schedule_deleter(sched_old.jscid)))
     for sched_spec in new_scheds:
         sched_new = _schedule_values(context, sched_spec, None)
         words = _schedule_words(cron.Fields.of(sched_new))
-        edits.details.append(f"+ schedule {sched_new.name!r} ({words})")
+        edits.details.append(f"+ schedule {quoted(sched_new.name)} ({words})")
         edits.ops.append((INSERT, _schedule_inserter(jobid, sched_new, sched_spec)))
 
 
@@ -605,7 +610,7 @@ def _update_schedule(
     diff = _schedule_diff(old, new, set(old_exc), new_exc)
     if not diff:
         return
-    edits.details.append(f"~ schedule {spec.name!r}:")
+    edits.details.append(f"~ schedule {quoted(spec.name)}:")
     edits.details.extend(f"    {line}" for line in diff)
     if not _same_schedule_row(old, new):
         edits.ops.append((UPDATE, _schedule_updater(old.jscid, new)))
