@@ -184,6 +184,8 @@ class Agent:
             return
         facts = await self.store.session_zone_facts()
         self._session_zone_checked = True
+        if facts is None:
+            return
         line = session_zone_line(facts, os.environ, self.settings.conninfo)
         if line is not None:
             self.log.warning(line, always=True, timezone=facts.timezone, source=facts.source)

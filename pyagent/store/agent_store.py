@@ -106,11 +106,17 @@ class AgentStore:
         ((in_recovery, tz, has_trigger),) = await self.service.rows(statement("server_facts"))
         return ServerFacts(bool(in_recovery), str(tz), bool(has_trigger))
 
-    async def session_zone_facts(self) -> SessionZoneFacts:
-        """This session's TimeZone, where it comes from, and what sessions get by default."""
-        ((tz, source, default, role, database),) = await self.service.rows(
-            statement("session_timezone_facts")
-        )
+    async def session_zone_facts(self) -> SessionZoneFacts | None:
+        """This session's TimeZone, where it comes from, and what sessions get by default;
+        None when the catalogs cannot be read (never a reason to stop the agent)."""
+        try:
+            ((tz, source, default, role, database),) = await self.service.rows(
+                statement("session_timezone_facts")
+            )
+        except psycopg.Error as exc:
+            if is_transient(exc):
+                raise
+            return None
         return SessionZoneFacts(
             str(tz),
             str(source),

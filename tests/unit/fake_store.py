@@ -75,7 +75,7 @@ class FakeStore:
     async def server_facts(self) -> ServerFacts:
         return ServerFacts(False, "UTC", False)
 
-    async def session_zone_facts(self) -> SessionZoneFacts:
+    async def session_zone_facts(self) -> SessionZoneFacts | None:
         return SessionZoneFacts("UTC", "configuration file", None, "pgagent", "postgres")
 
     async def register(self, station: str) -> int:
