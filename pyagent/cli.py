@@ -480,7 +480,8 @@ def schema_group() -> None:
     "--with-notify",
     "with_notify",
     is_flag=True,
-    help="Also add pyagent's optional extras: the Run-now notify trigger, a due-jobs index.",
+    help="Also add pyagent's optional extras: the Run-now notify trigger, a due-jobs index, "
+    "per-job time zones (@TIMEZONE) honoured by the schema's triggers.",
 )
 @click.argument("dsn")
 def schema_install(dsn: str, with_notify: bool) -> None:
@@ -527,7 +528,7 @@ def schema_check(dsn: str) -> None:
     "--with-notify",
     "with_notify",
     is_flag=True,
-    help="Include pyagent's optional extras (notify trigger, due-jobs index).",
+    help="Include pyagent's optional extras (notify trigger, due-jobs index, time-zone trigger).",
 )
 def schema_sql(with_notify: bool) -> None:
     """Print the SQL that creates the schema, for a DBA to review and run with psql."""
@@ -540,7 +541,8 @@ def schema_sql(with_notify: bool) -> None:
 @click.argument("dsn")
 def schema_add_notify(dsn: str) -> None:
     """Add pyagent's optional extras to an existing schema (ours or the extension's): the
-    Run-now notify trigger and an index on due jobs. Safe to run again."""
+    Run-now notify trigger, an index on due jobs, and a trigger that computes the next run
+    of a job with @TIMEZONE=...; in that zone whoever edits it. Safe to run again."""
     from pyagent import extras
 
     try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pyagent import conninfo as ci
 from pyagent.agent.runreport import report_run_end
-from pyagent.annotations import format_seconds, job_options, step_options
+from pyagent.annotations import format_seconds, job_options, job_timezone, step_options
 from pyagent.control.options import JobControlOptions, read_job_control
 from pyagent.control.retry import RetryOutcome, release_with_retries
 from pyagent.logsetup import get_logger
@@ -132,6 +132,9 @@ class JobRun:
         # start) and the retry decided at its release (read by the alert).
         self.control: JobControlOptions | None = None
         self.retry: RetryOutcome | None = None
+        # The job's own time zone (@TIMEZONE), read at start: its release reads the
+        # schedules in it. None: the session's TimeZone, as pgAgent does.
+        self.timezone: str | None = None
 
     async def run(self) -> RunStatus:
         job_id = self.claim.job_id
@@ -185,6 +188,14 @@ class JobRun:
         self.job_timeout = options.timeout
         # Job control: retry and alert options from the job's comment.
         self.control = read_job_control(self.ctx.settings.control, job_id, start.jobdesc)
+        zone = job_timezone(start.jobdesc)
+        if zone.problem is not None:
+            self.log.warning(
+                f"Job {job_id}: ignoring {zone.problem}; its next run is computed in this "
+                "session's TimeZone, as pgAgent does",
+                job_id=job_id,
+            )
+        self.timezone = zone.name
         self.status = RunStatus.SUCCEEDED
         async with asyncio.timeout(options.timeout):
             for step in start.steps:
@@ -241,11 +252,19 @@ class JobRun:
             # A failed run of a job with retries is released by release_with_retries, which
             # may bring the next run forward; None: it did not apply, release the usual way.
             self.retry = await release_with_retries(
-                store, self.claim, self.jlgid, self.status, self.control, metrics=self.ctx.metrics
+                store,
+                self.claim,
+                self.jlgid,
+                self.status,
+                self.control,
+                metrics=self.ctx.metrics,
+                timezone=self.timezone,
             )
             fallback = None
             if self.retry is None:
-                fallback = await store.finish_run(self.claim, self.jlgid, self.status)
+                fallback = await store.finish_run(
+                    self.claim, self.jlgid, self.status, timezone=self.timezone
+                )
         except Exception as exc:
             self.log.warning(f"Could not record the end of job {job_id}: {exc!r}", job_id=job_id)
             return

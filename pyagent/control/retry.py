@@ -61,9 +61,11 @@ async def release_with_retries(
     options: JobControlOptions | None,
     *,
     metrics: Metrics | None = None,
+    timezone: str | None = None,
 ) -> RetryOutcome | None:
-    """Release a failed run of a job with retries; None when this path does not apply or
-    could not complete (the caller then releases the ordinary way)."""
+    """Release a failed run of a job with retries (its schedules read in its own
+    `timezone`, if it has one); None when this path does not apply or could not complete
+    (the caller then releases the ordinary way)."""
     if not wants_retry_release(status, jlgid, options):
         return None
     assert jlgid is not None and options is not None
@@ -87,6 +89,7 @@ async def release_with_retries(
                 pids=sorted({agent_store.pid or 0, claim.agent_pid}),
                 claimed_nextrun=claim.claimed_nextrun,
                 retry_delay=retry_delay,
+                timezone=timezone,
             )
 
     try:

@@ -130,6 +130,17 @@ class Zone:
         return value.astimezone(self.tz).isoformat() if value is not None else None
 
 
+def job_zone(desc: str) -> Zone | None:
+    """A job's own time zone (`@TIMEZONE=...;` in its comment), None when it has none or
+    names an unknown zone (pgAgent's behaviour then: the session's zone)."""
+    from zoneinfo import ZoneInfo
+
+    from pyagent.annotations import job_timezone
+
+    name = job_timezone(desc).name
+    return Zone(name, ZoneInfo(name)) if name is not None else None
+
+
 def session_zone(catalog: Catalog) -> Zone:
     info = catalog.session_info()
     tz = catalog.conn.info.timezone

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from pyagent.jobs import annot, cron
-from pyagent.jobs.common import Zone, by_job, find_job
+from pyagent.jobs.common import Zone, by_job, find_job, job_zone
 from pyagent.jobs.plan import is_managed
 from pyagent.jobs.spec import KIND_WORD, ON_ERROR_WORD
 from pyagent.safetext import INVISIBLE
@@ -105,11 +105,13 @@ def job_document(
         doc["managed"] = False
     if comment:
         doc["comment"] = comment
-    for key in ("timeout", "retries", "retry_delay", "alert"):
+    for key in ("timeout", "retries", "retry_delay", "alert", "timezone"):
         if key in fields:
             doc[key] = _number_or_text(fields[key]) if key == "retries" else fields[key]
     doc["steps"] = [step_document(s) for s in steps]
-    doc["schedules"] = [schedule_document(s, zone) for s in schedules]
+    # A job with its own zone has its start/end written in that zone's local time.
+    stamps_zone = job_zone(job.desc) or zone
+    doc["schedules"] = [schedule_document(s, stamps_zone) for s in schedules]
     return doc
 
 

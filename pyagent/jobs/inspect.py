@@ -3,13 +3,17 @@ what it holds, as data (for --json) and as text."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from pyagent import schedule as pyschedule
+from pyagent.annotations import job_timezone
 from pyagent.jobs import cron
 from pyagent.jobs.annot import job_fields, step_fields
-from pyagent.jobs.common import JobsError, Zone, by_job, find_job
+from pyagent.jobs.common import JobsError, Zone, by_job, find_job, job_zone
 from pyagent.jobs.render import duration, indent, quoted, seconds, shorten, table
 from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
 from pyagent.safetext import safe_text
@@ -121,6 +125,7 @@ def _list_data(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> d
         "enabled": job.enabled,
         "host_agent": job.hostagent,
         "schedules": summaries,
+        "timezone": job_timezone(job.desc).name,
         "next_run": zone.iso(job.next_run),
         "last_run": _last_run(job, zone),
         "running": _running(job),
@@ -131,6 +136,9 @@ def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> li
     """One job's row of the `jobs list` table."""
     active = [s for s in summaries if s["enabled"]]
     sched_text = "; ".join(s["cron"] or s["words"] for s in active) or "-"
+    own_zone = job_timezone(job.desc).name
+    if own_zone is not None and active:
+        sched_text = f"{sched_text} ({own_zone})"
     last = "-"
     if job.last_status is not None:
         last = f"{job.last_status.label} {duration(job.last_duration)}".strip()
@@ -145,7 +153,7 @@ def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> li
         job.name,
         job.class_name,
         "yes" if job.enabled else "no",
-        shorten(sched_text, 40),
+        shorten(sched_text, 48),
         zone.fmt(job.next_run, seconds=False),
         last,
         run_now,
@@ -200,9 +208,11 @@ def show_job(
     steps = catalog.steps([job.jobid])
     schedules = catalog.schedules([job.jobid])
     now = catalog.session_info().now
-    upcoming = next_runs(schedules, now, zone, count) if job.enabled else []
+    own = job_zone(job.desc)
+    upcoming = next_runs(schedules, now, own or zone, count) if job.enabled else []
     recent = catalog.runs(job.jobid, limit=runs)
     comment, annotations = job_fields(job.desc)
+    drift = next_run_drift(catalog, job, now, own, zone)
     data: dict[str, Any] = {
         "id": job.jobid,
         "name": job.name,
@@ -214,7 +224,9 @@ def show_job(
         "created": zone.iso(job.created),
         "changed": zone.iso(job.changed),
         "timezone": zone.name,
+        "job_timezone": own.name if own else None,
         "next_run": zone.iso(job.next_run),
+        "next_run_drift": drift.as_dict(zone) if drift else None,
         "next_runs_computed": [zone.iso(t) for t in upcoming],
         "last_run": _last_run(job, zone),
         "running": _running(job),
@@ -223,13 +235,14 @@ def show_job(
         "recent_runs": [_run_data(r, zone) for r in recent],
     }
     out = [
-        *_show_job_lines(job, zone, comment, annotations),
+        *_show_job_lines(job, zone, comment, annotations, own),
+        *([drift.text(zone)] if drift else []),
         "",
         *_show_step_lines(steps),
         "",
         *_show_schedule_lines(schedules, zone),
         "",
-        *_show_next_run_lines(job, upcoming, zone),
+        *_show_next_run_lines(job, upcoming, zone, own),
         "",
         f"recent runs ({len(recent)}):",
         *("  " + line for line in _runs_table(recent, zone, with_job=False).splitlines()),
@@ -238,7 +251,7 @@ def show_job(
 
 
 def _show_job_lines(
-    job: JobRecord, zone: Zone, comment: str, annotations: dict[str, str]
+    job: JobRecord, zone: Zone, comment: str, annotations: dict[str, str], own: Zone | None
 ) -> list[str]:
     out = [f"job {job.jobid}: {safe_text(job.name)}"]
     out.append(f"  class:       {safe_text(job.class_name)}")
@@ -248,7 +261,10 @@ def _show_job_lines(
         out.append("  comment:")
         out.append(indent(safe_text(comment, block=True), "    "))
     for name, value in annotations.items():
-        out.append(f"  {safe_text(name) + ':':<12} {safe_text(value)}   (annotation)")
+        note = "annotation"
+        if name == "timezone" and own is None:
+            note = "annotation; not a known time zone name, so ignored"
+        out.append(f"  {safe_text(name) + ':':<12} {safe_text(value)}   ({note})")
     if job.agent_pid is not None:
         station = safe_text(job.agent_station or "?")
         out.append(f"  running now: on {station} (agent pid {job.agent_pid})")
@@ -298,14 +314,89 @@ def _show_schedule_lines(schedules: list[ScheduleRecord], zone: Zone) -> list[st
     return out
 
 
-def _show_next_run_lines(job: JobRecord, upcoming: list[datetime], zone: Zone) -> list[str]:
+def _show_next_run_lines(
+    job: JobRecord, upcoming: list[datetime], zone: Zone, own: Zone | None
+) -> list[str]:
     if not job.enabled:
         return ["next runs: none, the job is disabled"]
-    out = ["next runs (computed by pyagent.schedule):"]
-    out.extend(f"  {zone.fmt(t)}" for t in upcoming)
+    if own is None:
+        out = ["next runs (computed by pyagent.schedule):"]
+        out.extend(f"  {zone.fmt(t)}" for t in upcoming)
+    else:
+        out = [f"next runs (computed by pyagent.schedule, schedules read in {own.name}):"]
+        out.extend(f"  {zone.fmt(t)}   ({own.fmt(t, seconds=False)})" for t in upcoming)
     if not upcoming:
         out.append("  (none)")
     return out
+
+
+# --- drift of the stored next run -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextRunDrift:
+    """A stored next run that is not what the job's schedules give now in its zone."""
+
+    stored: datetime | None
+    expected: datetime | None
+    zone: str  # the zone the schedules were read in
+    own_zone: bool  # the job's @TIMEZONE (else the session's TimeZone)
+    session_match: bool  # the stored value is what the schedules give in the session's zone
+
+    def reason(self, session: Zone) -> str:
+        if self.stored is None:
+            return "no next run is stored, so no agent will start it"
+        if self.own_zone and self.session_match:
+            return (
+                f"it was computed in {session.name}, this session's TimeZone: something "
+                "without pyagent's time-zone support wrote it (an old agent, or an edit "
+                "without `pyagent schema add-extras`); the next run by a pyagent agent "
+                "corrects it"
+            )
+        return (
+            "it was computed in another time zone (an agent's or an editor's session "
+            "TimeZone differs from this one), or set by a retry or by hand"
+        )
+
+    def text(self, session: Zone) -> str:
+        return (
+            f"  ! next run {session.fmt(self.stored)} is not what the schedules give now in "
+            f"{self.zone} ({session.fmt(self.expected)}): {self.reason(session)}"
+        )
+
+    def as_dict(self, session: Zone) -> dict[str, Any]:
+        return {
+            "stored": session.iso(self.stored),
+            "expected": session.iso(self.expected),
+            "zone": self.zone,
+            "reason": self.reason(session),
+        }
+
+
+def next_run_drift(
+    catalog: Catalog, job: JobRecord, now: datetime, own: Zone | None, session: Zone
+) -> NextRunDrift | None:
+    """Whether the job's stored next run differs from what the schema's own function gives
+    now, with its schedules read in the job's zone (or the session's). A due or running job,
+    or a disabled one, is not judged: its next run is computed when its run ends."""
+    if not job.enabled or job.agent_pid is not None:
+        return None
+    if job.next_run is not None and job.next_run <= now:
+        return None
+    try:
+        expected = catalog.schedules_next_run(job.jobid, own.name if own else None)
+        if expected == job.next_run:
+            return None
+        in_session = catalog.schedules_next_run(job.jobid, None) if own is not None else expected
+    except psycopg.Error:
+        return None  # the schema's function fails for these schedules: nothing to compare
+    return NextRunDrift(
+        job.next_run,
+        expected,
+        own.name if own else session.name,
+        own is not None,
+        in_session == job.next_run,
+    )
 
 
 # --- history and logs ---------------------------------------------------------------------
@@ -421,6 +512,11 @@ def set_enabled(
                 lines.append(f"job {quoted(job.name)} ({job.jobid}) was already {word}")
                 continue
             nextrun = catalog.set_enabled(job.jobid, enabled)
+            own = job_zone(job.desc)
+            if enabled and own is not None:
+                # The schema's trigger read the schedules in this session's zone.
+                catalog.reschedule_job(job.jobid, own.name)
+                nextrun = catalog.jobs([job.jobid])[0].next_run
             data.append(
                 {
                     "id": job.jobid,

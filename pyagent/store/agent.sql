@@ -98,6 +98,30 @@ SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('TimeZone'),
                 WHERE tgname = 'pyagent_notify_trigger'
                   AND tgrelid = 'pgagent.pga_job'::pg_catalog.regclass)
 
+-- name: session_timezone_facts
+-- Where this session's TimeZone comes from (pg_settings.source: 'client' for PGTZ and
+-- connect-string options, 'user' / 'database user' for the login role's setting,
+-- 'database' / 'global' / 'configuration file' ... for what every session here gets), and
+-- what every session of this database gets unless its role or client says otherwise: the
+-- database's own setting, else the one for all roles (pg_db_role_setting, readable by
+-- every role). The server's own value is not readable once a session-level source
+-- overrides it: then both are NULL.
+WITH stored AS (
+    SELECT d.setdatabase <> 0 AS for_database, substr(c.entry, strpos(c.entry, '=') + 1) AS value
+      FROM pg_catalog.pg_db_role_setting d
+     CROSS JOIN LATERAL unnest(d.setconfig) AS c(entry)
+     WHERE d.setrole = 0
+       AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                  WHERE datname = pg_catalog.current_database()))
+       AND lower(split_part(c.entry, '=', 1)) = 'timezone'
+)
+SELECT s.setting, s.source,
+       COALESCE((SELECT value FROM stored WHERE for_database),
+                (SELECT value FROM stored WHERE NOT for_database)),
+       session_user::text, pg_catalog.current_database()::text
+  FROM pg_catalog.pg_settings s
+ WHERE s.name = 'TimeZone'
+
 -- name: remove_stale_self
 -- A row with our own pid can only be left over from a dead backend whose pid was reused.
 DELETE FROM pgagent.pga_jobagent WHERE jagpid = pg_catalog.pg_backend_pid()
@@ -141,6 +165,10 @@ UPDATE pgagent.pga_job j SET jobagentid = NULL,
        jobnextrun = CASE WHEN {{run_started_since_claim}}
                          THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
  WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
+
+-- name: job_comment
+-- A dead agent's job: its comment, for its own time zone (@TIMEZONE).
+SELECT jobdesc FROM pgagent.pga_job WHERE jobid = %(job_id)s
 
 -- name: delete_agent
 DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
@@ -264,6 +292,13 @@ SELECT j.jobname, s.jstid, s.jstname, l.jslstatus, l.jslresult, l.jsloutput
 -- the claim back and leave jobnextrun as it is, so the run still happens.
 UPDATE pgagent.pga_job SET jobagentid = NULL
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+
+-- name: set_local_timezone
+-- Run first in a release's transaction for a job with its own time zone (@TIMEZONE):
+-- until the transaction ends, local times are read in that zone, so the schema's trigger
+-- computes the next run from the job's schedules in the job's zone, whatever this
+-- session's TimeZone is.
+SELECT pg_catalog.set_config('TimeZone', %(zone)s, true)
 
 -- ---- the fallback next-run computation ------------------------------------------------
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from pyagent.annotations import job_timezone
 from pyagent.schema.privileges import MissingPrivilege, required_agent_privileges
 from pyagent.store.connections import ControlPool, Params, Row, ServiceConnection, is_transient
 from pyagent.store.records import (
@@ -23,6 +24,7 @@ from pyagent.store.records import (
     SchemaProblem,
     SchemaState,
     ServerFacts,
+    SessionZoneFacts,
     StepDef,
 )
 from pyagent.store.sqlfile import load_blocks
@@ -104,6 +106,25 @@ class AgentStore:
         ((in_recovery, tz, has_trigger),) = await self.service.rows(statement("server_facts"))
         return ServerFacts(bool(in_recovery), str(tz), bool(has_trigger))
 
+    async def session_zone_facts(self) -> SessionZoneFacts | None:
+        """This session's TimeZone, where it comes from, and what sessions get by default;
+        None when the catalogs cannot be read (never a reason to stop the agent)."""
+        try:
+            ((tz, source, default, role, database),) = await self.service.rows(
+                statement("session_timezone_facts")
+            )
+        except psycopg.Error as exc:
+            if is_transient(exc):
+                raise
+            return None
+        return SessionZoneFacts(
+            str(tz),
+            str(source),
+            None if default is None else str(default),
+            str(role),
+            str(database),
+        )
+
     async def register(self, station: str) -> int:
         """Write this session's pga_jobagent row; returns (and remembers) the new pid."""
         await self.service.count(statement("remove_stale_self"))
@@ -142,14 +163,23 @@ class AgentStore:
         await self.service.count(statement("abort_zombie_logs"), {"pid": pid})
         fallbacks: list[FallbackRelease] = []
         for (job_id,) in await self.service.rows(statement("zombie_jobs"), {"pid": pid}):
+            zone = await self._job_zone(int(job_id))
 
-            async def release(next_run: datetime | str | None, job: int = int(job_id)) -> None:
-                await self.service.count(
-                    statement("release_zombie_job"),
-                    {"job_id": job, "pid": pid, "next_run": next_run},
+            async def release(
+                next_run: datetime | str | None, job: int = int(job_id), zone: str | None = zone
+            ) -> None:
+                params = {"job_id": job, "pid": pid, "next_run": next_run}
+                if zone is None or next_run is not None:
+                    await self.service.count(statement("release_zombie_job"), params)
+                    return
+                await self.service.count_in_transaction(
+                    [
+                        (statement("set_local_timezone"), {"zone": zone}),
+                        (statement("release_zombie_job"), params),
+                    ]
                 )
 
-            fallback = await self._release_with_fallback(int(job_id), release, release)
+            fallback = await self._release_with_fallback(int(job_id), release, release, zone)
             if fallback is not None:
                 fallbacks.append(fallback)
         await self.service.count(statement("delete_agent"), {"pid": pid})
@@ -214,12 +244,12 @@ class AgentStore:
         await self.control.retrying(lambda: self.control.count(statement("abort_step"), params))
 
     async def finish_run(
-        self, claim: Claim, jlgid: int | None, status: RunStatus
+        self, claim: Claim, jlgid: int | None, status: RunStatus, *, timezone: str | None = None
     ) -> FallbackRelease | None:
         """Close the run's log and release the job so its next run is scheduled; never
         leave it claimed. A run that never started (no log row) and was interrupted stays
-        due, so it is not lost. Returns the fallback used, if the schema's next-run
-        function failed."""
+        due, so it is not lost. With the job's own `timezone` its schedules are read in
+        that zone. Returns the fallback used, if the schema's next-run function failed."""
 
         def params(next_run: datetime | str | None = None) -> dict[str, Any]:
             # Built at every attempt: after a reconnect the claim belongs to the new pid.
@@ -238,8 +268,9 @@ class AgentStore:
             return None
 
         async def release(next_run: datetime | str | None) -> None:
+            zone = timezone if next_run is None else None
             await self.control.retrying(
-                lambda: self.control.count(statement("release_job"), params(next_run)),
+                lambda: self._count_in_zone("release_job", params(next_run), zone),
                 retry_timeouts=next_run is not None,
             )
 
@@ -248,8 +279,8 @@ class AgentStore:
                 await release(None)
                 return
             await self.control.retrying(
-                lambda: self.control.count(
-                    statement("finish_run"), {**params(), "jlgid": jlgid, "status": status.value}
+                lambda: self._count_in_zone(
+                    "finish_run", {**params(), "jlgid": jlgid, "status": status.value}, timezone
                 ),
                 retry_timeouts=False,
             )
@@ -263,8 +294,22 @@ class AgentStore:
             await release(next_run)
 
         return await self._release_with_fallback(
-            claim.job_id, first_attempt, close_log_then_release
+            claim.job_id, first_attempt, close_log_then_release, timezone
         )
+
+    async def _count_in_zone(self, name: str, params: Params, timezone: str | None) -> int:
+        """One statement on the control pool; with a job's own time zone, in a transaction
+        that first reads local times in that zone (set_local_timezone)."""
+        if timezone is None:
+            return await self.control.count(statement(name), params)
+        return await self.control.count_in_transaction(
+            [(statement("set_local_timezone"), {"zone": timezone}), (statement(name), params)]
+        )
+
+    async def _job_zone(self, job_id: int) -> str | None:
+        """A job's own time zone (@TIMEZONE), read on the service connection."""
+        rows = await self.service.rows(statement("job_comment"), {"job_id": job_id})
+        return job_timezone(str(rows[0][0] or "")).name if rows else None
 
     # ---- the next-run fallback ----------------------------------------------------------
 
@@ -273,10 +318,11 @@ class AgentStore:
         job_id: int,
         first: Callable[[None], Awaitable[None]],
         fallback: Callable[[datetime | str], Awaitable[None]],
+        timezone: str | None = None,
     ) -> FallbackRelease | None:
         """Release through the schema's next-run function; if that function raises or
         hangs (pgAgent's own does for some schedules), release with the next run that
-        pyagent computes instead."""
+        pyagent computes instead (in the job's own `timezone`, if it has one)."""
         try:
             await first(None)
             return None
@@ -284,13 +330,15 @@ class AgentStore:
             if is_transient(exc):
                 raise
             failure = exc
-        next_run, described = await self.next_run_by_pyagent(job_id)
+        next_run, described = await self.next_run_by_pyagent(job_id, timezone)
         await fallback(_never_if_none(next_run))
         return FallbackRelease(job_id, str(failure).strip(), described, next_run)
 
-    async def next_run_by_pyagent(self, job_id: int) -> tuple[datetime | None, str]:
-        """The job's next run computed by pyagent.schedule in the session's time zone,
-        and its schedules in words."""
+    async def next_run_by_pyagent(
+        self, job_id: int, timezone: str | None = None
+    ) -> tuple[datetime | None, str]:
+        """The job's next run computed by pyagent.schedule in the job's own `timezone`
+        (else the session's), and its schedules in words."""
         from pyagent import schedule
 
         async with self.control.pool.connection() as conn:
@@ -300,7 +348,7 @@ class AgentStore:
                 conn, statement("schedule_exceptions"), {"schedule_ids": [r[0] for r in rows]}
             )
         try:
-            tz = ZoneInfo(tzname)
+            tz = ZoneInfo(timezone or tzname)
         except (ZoneInfoNotFoundError, ValueError):
             tz = ZoneInfo("UTC")
         by_schedule: dict[int, list[tuple[Any, ...]]] = {}

@@ -361,11 +361,28 @@ class Catalog:
         """0-based positions of `names` in the order the database sorts them (ties by position)."""
         return [r[0] - 1 for r in self._rows("order_by_collation", {"names": list(names)})]
 
-    def resolve_timestamps(self, texts: Sequence[str]) -> list[datetime]:
-        """Timestamps given as text, read as the database reads them (session TimeZone)."""
+    def resolve_timestamps(self, texts: Sequence[str], zone: str | None = None) -> list[datetime]:
+        """Timestamps given as text, read as the database reads them: in `zone`, or in the
+        session's TimeZone when None."""
         if not texts:
             return []
-        return [r[0] for r in self._rows("resolve_timestamps", {"texts": list(texts)})]
+        if zone is None:
+            return [r[0] for r in self._rows("resolve_timestamps", {"texts": list(texts)})]
+        params = {"texts": list(texts), "zone": zone}
+        return [r[0] for r in self._rows("resolve_timestamps_in_zone", params)]
+
+    def known_timezones(self, zones: Sequence[str]) -> set[str]:
+        """Which of these time zone names the server knows."""
+        return {str(r[0]) for r in self._rows("known_timezones", {"zones": list(zones)})}
+
+    def schedules_next_run(self, jobid: int, zone: str | None) -> datetime | None:
+        """The job's next run as the schema's own function gives it now, its schedules read
+        in `zone` (the session's TimeZone when None). Changes nothing."""
+        with self.conn.transaction(force_rollback=True):
+            if zone is not None:
+                self._rows("set_local_timezone", {"zone": zone})
+            row = self._one("schedules_next_run", {"jobid": jobid})
+        return row[0] if row is not None else None
 
     # --- writes ------------------------------------------------------------------------
 
@@ -386,6 +403,18 @@ class Catalog:
 
     def update_job(self, jobid: int, values: JobValues) -> None:
         self._rows("update_job", {"jobid": jobid, **_job_params(values)})
+
+    def reschedule_job(self, jobid: int, zone: str | None) -> None:
+        """Have the schema compute the job's next run again, reading its schedules in
+        `zone` (the session's TimeZone when None). Call it inside a transaction."""
+        if zone is None:
+            self._rows("reschedule_job", {"jobid": jobid})
+            return
+        previous = self.session_info().timezone
+        self._rows("set_local_timezone", {"zone": zone})
+        self._rows("reschedule_job", {"jobid": jobid})
+        # Later statements of the transaction read times in the session's zone again.
+        self._rows("set_local_timezone", {"zone": previous})
 
     def touch_job(self, jobid: int) -> None:
         """Mark a job changed (jobchanged = now()) when only its steps/schedules changed."""

@@ -136,6 +136,33 @@ SELECT t::timestamptz
   FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS u(t, i)
  ORDER BY i
 
+-- name: resolve_timestamps_in_zone
+-- The same, read in a given time zone (a job's own, @TIMEZONE).
+SELECT t::timestamp AT TIME ZONE %(zone)s
+  FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS u(t, i)
+ ORDER BY i
+
+-- name: known_timezones
+-- Which of these zone names the server's tz database has (slow-ish: it lists the zones).
+SELECT name FROM pg_catalog.pg_timezone_names WHERE name = ANY(%(zones)s::text[])
+
+-- name: set_local_timezone
+-- Until the end of the transaction (or the next call), read local times in this zone.
+SELECT pg_catalog.set_config('TimeZone', %(zone)s, true)
+
+-- name: reschedule_job
+-- The schema's trigger computes the next run again (in the session's TimeZone), as it
+-- does when a schedule changes.
+UPDATE pgagent.pga_job SET jobnextrun = NULL WHERE jobid = %(jobid)s AND jobenabled
+
+-- name: schedules_next_run
+-- What the schema's own function gives as the job's next run now (in the session's
+-- TimeZone), as pga_job_trigger would compute it.
+SELECT min(pgagent.pga_next_schedule(jscid, jscstart, jscend, jscminutes, jschours,
+                                     jscweekdays, jscmonthdays, jscmonths))
+  FROM pgagent.pga_schedule
+ WHERE jscenabled AND jscjobid = %(jobid)s
+
 -- name: insert_job
 INSERT INTO pgagent.pga_job (jobjclid, jobname, jobdesc, jobhostagent, jobenabled)
 VALUES (%(jclid)s, %(name)s, %(desc)s, %(hostagent)s, %(enabled)s)

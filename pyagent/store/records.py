@@ -112,6 +112,19 @@ class ServerFacts:
 
 
 @dataclass(frozen=True)
+class SessionZoneFacts:
+    """The agent session's TimeZone and where it comes from (pg_settings.source), and
+    what every session of the database gets by default when that is known (its own
+    setting, or the one for all roles; None: the server's, not readable here)."""
+
+    timezone: str
+    source: str
+    database_default: str | None
+    role: str
+    database: str
+
+
+@dataclass(frozen=True)
 class FallbackRelease:
     """A job released with a next run computed by pyagent because the schema's next-run
     function failed: the error, the schedules in words and the time chosen."""

@@ -15,6 +15,7 @@ from pyagent.store.records import (
     RunStatus,
     SchemaState,
     ServerFacts,
+    SessionZoneFacts,
 )
 
 
@@ -74,6 +75,9 @@ class FakeStore:
     async def server_facts(self) -> ServerFacts:
         return ServerFacts(False, "UTC", False)
 
+    async def session_zone_facts(self) -> SessionZoneFacts | None:
+        return SessionZoneFacts("UTC", "configuration file", None, "pgagent", "postgres")
+
     async def register(self, station: str) -> int:
         self.pid = 4242
         self.calls.append(("register", station))
@@ -105,7 +109,7 @@ class FakeStore:
         return RunStart(jlgid=1000 + job_id, jobdesc="", steps=())
 
     async def finish_run(
-        self, claim: Claim, jlgid: int | None, status: RunStatus
+        self, claim: Claim, jlgid: int | None, status: RunStatus, *, timezone: str | None = None
     ) -> FallbackRelease | None:
         self.calls.append(("finish_run", claim.job_id, status))
         return None
