@@ -8,6 +8,8 @@ from importlib import resources
 SCHEMA_FILES = ("pgagent.sql", "pga_next_schedule.sql")
 # Optional extra: NOTIFY on "Run now" so agents wake up at once (not part of pgAgent's schema).
 NOTIFY_FILE = "pyagent_notify.sql"
+# Optional extra: who last changed each job and step, and a change log (docs/security.md).
+AUTHORSHIP_FILE = "pyagent_authorship.sql"
 
 
 def read_sql_file(name: str) -> str:
@@ -25,5 +27,6 @@ def install_script(*, with_notify: bool = False) -> str:
     parts = ["BEGIN;", "CREATE SCHEMA pgagent;", schema_body()]
     if with_notify:
         parts.append(read_sql_file(NOTIFY_FILE))
+        parts.append(read_sql_file(AUTHORSHIP_FILE))
     parts.append("COMMIT;")
     return "\n".join(parts) + "\n"

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyagent import diagnose
-from pyagent.agent import polling, sidetasks
+from pyagent.agent import polling, sidetasks, steprights
 from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
 from pyagent.agent.listener import Listener
 from pyagent.agent.polling import Next
@@ -156,6 +156,8 @@ class Agent:
         if missing:
             raise diagnose.MissingPrivileges(missing, role)
         await self._check_schema()
+        if self.settings.step_rights == "author":
+            await self._check_step_rights()
         await self._wait_while_standby()
         if self.wakeups.stop.is_set():
             return False
@@ -172,6 +174,19 @@ class Agent:
         if found.problem is not None:
             self.log.error(SCHEMA_MESSAGES[found.problem].format(version=found.version))
             raise SchemaUnusable
+
+    async def _check_step_rights(self) -> None:
+        """--step-rights author: no job runs until the authorship records can be read."""
+        facts = await self.store.authorship_facts(self.settings.trusted_roles)
+        problem = steprights.authorship_problem(facts)
+        if problem is not None:
+            self.state.schema_ok = False
+            self.log.error(problem)
+            raise SchemaUnusable
+        for warning in steprights.authorship_warnings(facts):
+            self.log.warning(warning, always=True)
+        self.store.trusted_roles = self.settings.trusted_roles
+        self.log.debug("Steps run with no more rights than their authors (--step-rights author)")
 
     async def _wait_while_standby(self) -> None:
         """On a standby, do nothing (not ready) and look again every poll interval: start

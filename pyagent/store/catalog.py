@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from pyagent.store.authorship import AuthorshipRecords
 from pyagent.store.records import OnError, RunStatus, StepKind
 from pyagent.store.sqlfile import load_blocks
 
@@ -224,6 +225,11 @@ class Catalog:
         """One transaction: everything inside commits together or not at all."""
         with self.conn.transaction():
             yield
+
+    @property
+    def authorship(self) -> AuthorshipRecords:
+        """pyagent's authorship records (schema pyagent), on the same connection."""
+        return AuthorshipRecords(self.conn)
 
     # --- reads -------------------------------------------------------------------------
 
