@@ -158,3 +158,27 @@ def test_an_empty_trusted_role_is_a_usage_error():
     result = CliRunner().invoke(_show_roles, ["--trusted-role", "dba,,ops"])
     assert result.exit_code == 2
     assert "an empty role name" in result.output
+
+
+def _squeeze(text: str) -> str:
+    """SQL without its comment lines, on one line."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return " ".join(" ".join(lines).split())
+
+
+def test_the_author_variant_of_start_run_starts_runs_as_start_run_does():
+    """agent.sql writes start_run twice (with and without the authors): the log row, the
+    columns before the authors and the step order must stay the same in both."""
+    from pyagent.store.agent_store import statement
+
+    plain, authored = (
+        _squeeze(statement("start_run")),
+        _squeeze(statement("start_run_with_authors")),
+    )
+    log_cte = plain[: plain.index(") SELECT") + 1]
+    assert authored.startswith(log_cte)
+    columns = plain[plain.index("SELECT log.jlgid") : plain.index(" FROM log")]
+    assert columns + ", sa.author" in authored
+    joins = plain[plain.index(" FROM log") : plain.index(" ORDER BY")]
+    assert joins in authored
+    assert authored.endswith(plain[plain.index(" ORDER BY") :])
