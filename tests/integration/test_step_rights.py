@@ -694,3 +694,25 @@ def test_a_job_made_in_pgadmin_runs_as_its_author(pgadmin, target, tmp_path, pg_
     with superuser(testdb) as admin:
         assert author_of(admin, "s", jstid) == "postgres"
         assert author_of(admin, "j", job) == editor_role.name
+
+
+def test_add_extras_refuses_a_schema_pyagent_made_by_someone_else(db, conn, roles):
+    """Whoever owns schema pyagent could replace the records: a schema of that name made
+    by another role (not a superuser) is not used."""
+    mallory = roles.login("mallory")
+    conn.execute(
+        sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(db.name), sql.Identifier(mallory.name)
+        )
+    )
+    with mallory.connect() as own:
+        own.execute("CREATE SCHEMA pyagent")
+    proc = schema_cli("add-extras", db.dsn)
+    assert proc.returncode == 1
+    assert f"schema pyagent exists and is owned by role {mallory.name}, not by postgres" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert conn.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pyagent_authorship%'"
+    ).fetchone() == (0,)
