@@ -23,9 +23,11 @@ NOT_INSTALLED = (
     "no job runs until then"
 )
 NOT_READABLE = (
-    "--step-rights author: the agent's role cannot read pyagent.authorship; run "
-    "`GRANT USAGE ON SCHEMA pyagent TO <role>; GRANT SELECT ON pyagent.authorship TO <role>` "
-    "as the schema's owner (add-extras grants both to PUBLIC); no job runs until then"
+    "--step-rights author: the agent's role cannot read pyagent.authorship; as the owner of "
+    "schema pyagent, run `GRANT USAGE ON SCHEMA pyagent TO <role>; GRANT SELECT ON "
+    "pyagent.authorship TO <role>; GRANT EXECUTE ON FUNCTION pyagent.step_fingerprint(int4, "
+    "text, text, text, text, bool), pyagent.job_fingerprint(bool, text) TO <role>` "
+    "(add-extras grants them to PUBLIC); no job runs until then"
 )
 
 

@@ -317,6 +317,11 @@ WITH ns AS (
 SELECT EXISTS (SELECT 1 FROM tbl) AS installed,
        coalesce((SELECT pg_catalog.has_schema_privilege(ns.oid, 'USAGE')
                         AND pg_catalog.has_table_privilege(tbl.oid, 'SELECT')
+                        AND pg_catalog.has_function_privilege(
+                                'pyagent.step_fingerprint(int4, text, text, text, text, bool)',
+                                'EXECUTE')
+                        AND pg_catalog.has_function_privilege(
+                                'pyagent.job_fingerprint(bool, text)', 'EXECUTE')
                    FROM ns, tbl), false) AS readable,
        (SELECT count(*) FROM pg_catalog.pg_trigger g
          WHERE g.tgname IN ('pyagent_authorship_job', 'pyagent_authorship_step')

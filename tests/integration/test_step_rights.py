@@ -716,3 +716,31 @@ def test_add_extras_refuses_a_schema_pyagent_made_by_someone_else(db, conn, role
     assert conn.execute(
         "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pyagent_authorship%'"
     ).fetchone() == (0,)
+
+
+def test_a_non_superuser_agent_needs_to_read_the_records(authored, conn, roles, pg_cluster):
+    from tests.integration.test_schema_check import agent_grants_from_docs
+
+    runner = roles.login("runner")
+    for statement in agent_grants_from_docs(runner.name):
+        conn.execute(statement)
+    conn.execute("REVOKE SELECT ON pyagent.authorship FROM PUBLIC")
+    job = make_job(conn, "by the owner", [{"jstcode": "SELECT 1"}], run_now=True)
+    agent = AgentProcess(
+        pg_cluster.dsn(authored.name, user=runner.name),
+        [*AUTHOR_MODE, "-r", "10"],
+        env={"PGPASSWORD": runner.password},
+        check_dsn=authored.dsn,
+    )
+    try:
+        wait_until(lambda: "cannot read pyagent.authorship" in agent.log_text())
+        assert conn.execute(
+            "SELECT count(*) FROM pgagent.pga_joblog WHERE jlgjobid = %s", (job,)
+        ).fetchone() == (0,)
+        conn.execute("GRANT SELECT ON pyagent.authorship TO PUBLIC")
+        # A superuser's step runs with the agent's (lesser) rights, as today.
+        wait_job_finished(conn, job, timeout=40)
+    finally:
+        agent.stop()
+    assert step_logs(conn, job)[0][1:3] == ("s", 1)
+    assert runner.password not in agent.log_text()
