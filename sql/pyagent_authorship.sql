@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS pyagent.authorship (
     fingerprint bytea       NOT NULL,
     PRIMARY KEY (kind, id)
 );
+-- The agent reads a job's records (the job's and its steps') by job when a run starts.
+CREATE INDEX IF NOT EXISTS authorship_job ON pyagent.authorship (jobid);
 COMMENT ON TABLE pyagent.authorship IS
     'pyagent: the role (session_user) that last changed what decides what a job or step runs';
 REVOKE ALL ON pyagent.authorship FROM PUBLIC;
@@ -94,7 +96,8 @@ GRANT SELECT ON pyagent.settings TO PUBLIC;
 CREATE OR REPLACE FUNCTION pyagent.step_fingerprint(
     jobid int4, kind text, code text, connstr text, dbname text, enabled bool
 ) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
+    -- STABLE, as the text form of a row is: so that it is inlined into the caller's query.
     -- A row's text form quotes what needs quoting, so different values never give the
     -- same text.
     SELECT pg_catalog.sha256(pg_catalog.convert_to(
@@ -102,7 +105,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
 $fn$;
 
 CREATE OR REPLACE FUNCTION pyagent.job_fingerprint(enabled bool, hostagent text) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
     SELECT pg_catalog.sha256(pg_catalog.convert_to(ROW($1, $2)::text, 'UTF8'))
 $fn$;
 

@@ -333,36 +333,33 @@ SELECT EXISTS (SELECT 1 FROM tbl) AS installed,
 -- name: start_run_with_authors
 -- start_run (keep the two in step) plus, for each step, who last changed it and the job
 -- (pyagent.authorship), whether that record still matches the row (its fingerprint) and
--- whether the author is trusted (author_trusted). One round trip, as start_run.
+-- whether the author is trusted (author_trusted, worked out once per record). One round
+-- trip, as start_run.
 WITH log AS (
     INSERT INTO pgagent.pga_joblog (jlgid, jlgjobid, jlgstatus)
     VALUES (nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r')
     RETURNING jlgid
 ), trusted AS (
     SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ANY(%(trusted_roles)s::text[])
+), records AS (
+    SELECT a.kind, a.id, a.author, a.fingerprint, {{author_trusted}} AS trusted
+      FROM pyagent.authorship a
+      LEFT JOIN pg_catalog.pg_roles r ON r.rolname = a.author
+     WHERE a.jobid = %(job_id)s
 )
 SELECT log.jlgid, j.jobdesc,
        s.jstid, s.jstname, s.jstkind, s.jstcode, s.jstconnstr, s.jstdbname, s.jstonerror,
        s.jstdesc,
-       sa.author, sa.current, sa.trusted, ja.author, ja.current, ja.trusted
+       sa.author,
+       sa.fingerprint = pyagent.step_fingerprint(s.jstjobid, s.jstkind, s.jstcode,
+                                                 s.jstconnstr, s.jstdbname, s.jstenabled),
+       sa.trusted,
+       ja.author,
+       ja.fingerprint = pyagent.job_fingerprint(j.jobenabled, j.jobhostagent),
+       ja.trusted
   FROM log
   LEFT JOIN pgagent.pga_job j ON j.jobid = %(job_id)s
   LEFT JOIN pgagent.pga_jobstep s ON s.jstjobid = %(job_id)s AND s.jstenabled
-  LEFT JOIN LATERAL (
-        SELECT a.author,
-               a.fingerprint = pyagent.step_fingerprint(s.jstjobid, s.jstkind, s.jstcode,
-                                                        s.jstconnstr, s.jstdbname,
-                                                        s.jstenabled) AS current,
-               {{author_trusted}} AS trusted
-          FROM pyagent.authorship a
-          LEFT JOIN pg_catalog.pg_roles r ON r.rolname = a.author
-         WHERE a.kind = 's' AND a.id = s.jstid) sa ON true
-  LEFT JOIN LATERAL (
-        SELECT a.author,
-               a.fingerprint = pyagent.job_fingerprint(j.jobenabled, j.jobhostagent)
-                   AS current,
-               {{author_trusted}} AS trusted
-          FROM pyagent.authorship a
-          LEFT JOIN pg_catalog.pg_roles r ON r.rolname = a.author
-         WHERE a.kind = 'j' AND a.id = j.jobid) ja ON true
+  LEFT JOIN records ja ON ja.kind = 'j' AND ja.id = j.jobid
+  LEFT JOIN records sa ON sa.kind = 's' AND sa.id = s.jstid
  ORDER BY s.jstname, s.jstid
