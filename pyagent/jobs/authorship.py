@@ -26,13 +26,18 @@ NOT_INSTALLED = (
 
 
 def visible(text: str, *, keep_newlines: bool = False) -> str:
-    """Text with control and format characters shown as \\xNN (tabs and, when asked,
-    newlines kept)."""
+    """Text with control and format characters shown as \\xNN or \\uNNNN (tabs and, when
+    asked, newlines kept)."""
     kept = {"\t", "\n"} if keep_newlines else {"\t"}
     return "".join(
-        ch if ch in kept or not unicodedata.category(ch).startswith("C") else f"\\x{ord(ch):02x}"
+        ch if ch in kept or not unicodedata.category(ch).startswith("C") else _escaped(ch)
         for ch in text
     )
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _access(catalog: Catalog) -> tuple[AuthorshipRecords, Access]:

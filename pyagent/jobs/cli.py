@@ -340,11 +340,12 @@ def adopt_command(
         if yes:
             return True
         count = len(plan.jobs)
-        return click.confirm(
-            f"Attribute {'this job' if count == 1 else f'these {count} jobs'} and all "
-            f"their steps to role {plan.author!r}?",
-            default=False,
+        what = (
+            "this job and all its steps"
+            if count == 1
+            else f"these {count} jobs and all their steps"
         )
+        return click.confirm(f"Attribute {what} to role {plan.author!r}?", default=False)
 
     with connect(conninfo) as catalog:
         result = authorship.adopt(

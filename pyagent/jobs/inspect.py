@@ -228,8 +228,13 @@ def show_job(
         for step_data in data["steps"]:
             step_data["author"] = _author_data(authors.get(("s", step_data["id"])), zone)
     out = [
-        *_show_job_lines(job, zone, comment, annotations),
-        *_show_author_line("  author:      ", authors, ("j", job.jobid), job.jobid, zone),
+        *_show_job_lines(
+            job,
+            zone,
+            comment,
+            annotations,
+            _show_author_line("  author:      ", authors, ("j", job.jobid), job.jobid, zone),
+        ),
         "",
         *_show_step_lines(steps, authors, zone),
         "",
@@ -244,12 +249,17 @@ def show_job(
 
 
 def _show_job_lines(
-    job: JobRecord, zone: Zone, comment: str, annotations: dict[str, str]
+    job: JobRecord,
+    zone: Zone,
+    comment: str,
+    annotations: dict[str, str],
+    author_lines: list[str] | None = None,
 ) -> list[str]:
     out = [f"job {job.jobid}: {job.name}"]
     out.append(f"  class:       {job.class_name}")
     out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
     out.append(f"  host agent:  {job.hostagent or '(any)'}")
+    out.extend(author_lines or [])
     if comment:
         out.append("  comment:")
         out.append(indent(comment, "    "))

@@ -79,7 +79,10 @@ def display_role(role: str) -> str:
     """A role name for a message or a log line: always double-quoted, control characters
     escaped (a role name is whatever text its creator chose)."""
     shown = "".join(
-        f"\\x{ord(ch):02x}" if unicodedata.category(ch).startswith("C") else ch for ch in role
+        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if unicodedata.category(ch).startswith("C")
+        else ch
+        for ch in role
     )
     return '"' + shown.replace('"', '""') + '"'
 

@@ -106,7 +106,7 @@ def test_an_invalid_kind_is_left_to_fail_as_in_pgagent():
 def test_role_names_are_shown_quoted_and_without_control_characters():
     assert display_role("mallory") == '"mallory"'
     assert display_role('a"b') == '"a""b"'
-    assert display_role("x\n\x1b[31mred") == '"x\\x0a\\x1b[31mred"'
+    assert display_role("x\n\x1b[31mred\u202e") == '"x\\x0a\\x1b[31mred\\u202e"'
 
 
 def test_login_failure_is_one_line():
@@ -182,3 +182,11 @@ def test_the_author_variant_of_start_run_starts_runs_as_start_run_does():
     joins = plain[plain.index(" FROM log") : plain.index(" ORDER BY")]
     assert joins in authored
     assert authored.endswith(plain[plain.index(" ORDER BY") :])
+
+
+def test_what_a_reviewer_sees_has_no_control_characters():
+    from pyagent.jobs.authorship import visible
+
+    code = "SELECT 1;\n\x1b[2K\rDROP TABLE t; -- \u202e"
+    assert visible(code, keep_newlines=True) == "SELECT 1;\n\\x1b[2K\\x0dDROP TABLE t; -- \\u202e"
+    assert visible("a\nb\tc") == "a\\x0ab\tc"
