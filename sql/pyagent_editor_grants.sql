@@ -20,6 +20,9 @@ GRANT USAGE ON SEQUENCE pgagent.pga_job_jobid_seq, pgagent.pga_jobstep_jstid_seq
 -- pyagent are readable by PUBLIC already.
 GRANT SELECT ON pyagent.change_log TO {role};
 
+-- name: role_exists
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %(role)s)
+
 -- name: risks
 -- What would let this role forge or erase authorship, or turn what others run against
 -- them; grant-editor names each (it revokes none: they were granted on purpose, or come

@@ -69,9 +69,7 @@ def grant_editor(conninfo: str, role: str, *, dry_run: bool = False) -> EditorGr
 
 
 def _role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s)", (role,)
-    ).fetchone()
+    row = conn.execute(_blocks()["role_exists"], {"role": role}).fetchone()
     return bool(row and row[0])
 
 
