@@ -41,3 +41,39 @@ def add_notify_trigger(conninfo: str) -> bool:
             for name in resources.EXTRAS_FILES:
                 conn.execute(resources.read_sql_file(name).encode())
     return not present
+
+
+# ---- authorship (docs/security.md) -------------------------------------------------------
+
+AUTHORSHIP_TRIGGERS = (
+    ("pga_job", "pyagent_authorship_job"),
+    ("pga_jobstep", "pyagent_authorship_step"),
+    ("pga_schedule", "pyagent_authorship_schedule"),
+    ("pga_exception", "pyagent_authorship_exception"),
+)
+
+
+def has_authorship(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """True when pyagent's authorship records (schema pyagent) are installed."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'pyagent' AND c.relname = 'authorship'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def add_authorship(conninfo: str, *, change_log_days: float | None = None) -> bool:
+    """Install (or refresh) the authorship records and their triggers, in one transaction;
+    with `change_log_days`, also set how long the change log keeps entries. False if they
+    were already there."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        present = has_authorship(conn)
+        with conn.transaction():
+            conn.execute(resources.read_sql_file(resources.AUTHORSHIP_FILE).encode())
+            if change_log_days is not None:
+                conn.execute(
+                    "UPDATE pyagent.settings SET change_log_retention = make_interval(secs => %s)",
+                    (change_log_days * 86400.0,),
+                )
+    return not present

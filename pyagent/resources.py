@@ -11,6 +11,8 @@ SCHEMA_FILES = ("pgagent.sql", "pga_next_schedule.sql")
 NOTIFY_FILE = "pyagent_notify.sql"
 TIMEZONE_FILE = "pyagent_timezone.sql"
 EXTRAS_FILES = (NOTIFY_FILE, TIMEZONE_FILE)
+# Optional extra: who last changed each job and step, and a change log (docs/security.md).
+AUTHORSHIP_FILE = "pyagent_authorship.sql"
 
 
 def read_sql_file(name: str) -> str:
@@ -27,6 +29,6 @@ def install_script(*, with_notify: bool = False) -> str:
     """A complete, self-contained script that creates the schema in one transaction."""
     parts = ["BEGIN;", "CREATE SCHEMA pgagent;", schema_body()]
     if with_notify:
-        parts.extend(read_sql_file(name) for name in EXTRAS_FILES)
+        parts.extend(read_sql_file(name) for name in (*EXTRAS_FILES, AUTHORSHIP_FILE))
     parts.append("COMMIT;")
     return "\n".join(parts) + "\n"

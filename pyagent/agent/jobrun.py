@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pyagent import conninfo as ci
 from pyagent.agent.runreport import report_run_end
+from pyagent.agent.steprights import run_with_author_rights
 from pyagent.annotations import format_seconds, job_options, job_timezone, step_options
 from pyagent.control.options import JobControlOptions, read_job_control
 from pyagent.control.retry import RetryOutcome, release_with_retries
@@ -51,6 +52,11 @@ async def execute_step(ctx: JobContext, job_id: int, step: StepDef) -> StepOutco
     log = get_logger()
     limit = ctx.settings.max_output_bytes
     ids = {"job_id": job_id, "step_id": step.step_id}
+    if ctx.settings.step_rights == "author":
+        # Refused, or run logged in as its author; None: it runs as the agent, as below.
+        decided = await run_with_author_rights(ctx, job_id, step)
+        if decided is not None:
+            return decided
     if step.kind == StepKind.SQL:
         log.debug(f"Executing SQL step {step.step_id}(part of job {job_id})", **ids)
         try:

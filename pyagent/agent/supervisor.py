@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyagent import diagnose
-from pyagent.agent import polling, sidetasks
+from pyagent.agent import polling, sidetasks, steprights
 from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
 from pyagent.agent.listener import Listener
 from pyagent.agent.polling import Next
@@ -160,6 +160,8 @@ class Agent:
             raise diagnose.MissingPrivileges(missing, role)
         await self._check_schema()
         await self._say_session_zone_once()
+        if self.settings.step_rights == "author":
+            await self._check_step_rights()
         await self._wait_while_standby()
         if self.wakeups.stop.is_set():
             return False
@@ -189,6 +191,18 @@ class Agent:
         line = session_zone_line(facts, os.environ, self.settings.conninfo)
         if line is not None:
             self.log.warning(line, always=True, timezone=facts.timezone, source=facts.source)
+    async def _check_step_rights(self) -> None:
+        """--step-rights author: no job runs until the authorship records can be read."""
+        facts = await self.store.authorship_facts(self.settings.trusted_roles)
+        problem = steprights.authorship_problem(facts)
+        if problem is not None:
+            self.state.schema_ok = False
+            self.log.error(problem)
+            raise SchemaUnusable
+        for warning in steprights.authorship_warnings(facts):
+            self.log.warning(warning, always=True)
+        self.store.trusted_roles = self.settings.trusted_roles
+        self.log.debug("Steps run with no more rights than their authors (--step-rights author)")
 
     async def _wait_while_standby(self) -> None:
         """On a standby, do nothing (not ready) and look again every poll interval: start

@@ -83,6 +83,8 @@ def jobs_group(ctx: click.Context) -> None:
       pyagent jobs history / logs RUN       past runs and their step output
       pyagent jobs enable|disable JOB...
       pyagent jobs cancel nightly-vacuum    stop its running run, on whichever agent
+      pyagent jobs changes [JOB]            who changed which job, what and when
+      pyagent jobs adopt JOB...             attribute jobs with no recorded author
     \b
     Jobs as code (see docs/jobs.md for the file format):
       pyagent jobs export --dir jobs/       one YAML file per job
@@ -268,6 +270,104 @@ def logs_command(conninfo: str | None, as_json: bool, run_or_job: str, last: boo
         zone = session_zone(catalog)
         data, text = inspect.logs(catalog, zone, run_or_job, last=last)
     _print(as_json, data, text)
+
+
+@jobs_group.command("changes", short_help="Who changed which job, what and when.")
+@click.argument("job", required=False)
+@db_option
+@json_option
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@handle_errors
+def changes_command(conninfo: str | None, as_json: bool, job: str | None, limit: int) -> None:
+    """The change log of all jobs, or of JOB (a deleted job by its id), newest first:
+    who (the role that logged in) changed which job, step, schedule or exception, which
+    fields, and when. Kept by pyagent's authorship records (pyagent schema add-extras;
+    docs/security.md)."""
+    from pyagent.jobs import authorship
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        data, text = authorship.changes(catalog, zone, job, limit=limit)
+    _print(as_json, data, text)
+
+
+@jobs_group.command("adopt", short_help="Attribute jobs that have no recorded author.")
+@click.argument("jobs", nargs=-1, metavar="[JOB]...")
+@db_option
+@json_option
+@click.option(
+    "--unrecorded",
+    is_flag=True,
+    help="Also every job of which the job or a step has no record that matches it.",
+)
+@click.option(
+    "--as",
+    "author",
+    metavar="ROLE",
+    help="The role to attribute them to (default: the role running this). Steps then run "
+    "with this role's rights under --step-rights author.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be attributed; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def adopt_command(
+    *,
+    conninfo: str | None,
+    as_json: bool,
+    jobs: tuple[str, ...],
+    unrecorded: bool,
+    author: str | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Attribute JOBs, and all their steps as they are now, to a role: for jobs written
+    before authorship was recorded (or changed while it was bypassed), which
+    --step-rights author otherwise refuses to run. Only the owner of schema pyagent (or a
+    superuser) can. Every step's code is shown first, and the jobs are locked until you
+    answer, so what you reviewed is exactly what is attributed.
+
+    \b
+    Exit status: 0 adopted (or nothing to adopt); 1 error or declined;
+    3 --dry-run found jobs to adopt."""
+    from pyagent.jobs import authorship
+
+    if not jobs and not unrecorded:
+        raise click.UsageError("name the jobs to adopt, or give --unrecorded")
+    if not (yes or dry_run) and not sys.stdin.isatty():
+        raise click.UsageError("adopt asks for confirmation: add --yes (review with --dry-run)")
+
+    def confirm(text: str, plan: authorship.Adoption) -> bool:
+        if not as_json:
+            click.echo(text)
+            click.echo("")
+        if dry_run:
+            return False
+        if yes:
+            return True
+        count = len(plan.jobs)
+        what = (
+            "this job and all its steps"
+            if count == 1
+            else f"these {count} jobs and all their steps"
+        )
+        return click.confirm(f"Attribute {what} to role {plan.author!r}?", default=False)
+
+    with connect(conninfo) as catalog:
+        result = authorship.adopt(
+            catalog, list(jobs), unrecorded=unrecorded, author=author, confirm=confirm
+        )
+    if as_json:
+        _print(True, result.as_dict(), "")
+    elif not result.jobs:
+        click.echo("nothing to adopt")
+    elif result.applied:
+        click.echo(f"adopted {len(result.jobs)} job(s): attributed to role {result.author!r}")
+    else:
+        click.echo("dry run: nothing was changed" if dry_run else "nothing was changed")
+    if dry_run and result.jobs:
+        sys.exit(EXIT_CHANGES)
+    if not result.applied and result.jobs and not dry_run:
+        sys.exit(EXIT_FAILED)
 
 
 def _enable_command(enabled: bool) -> Callable[..., None]:

@@ -17,6 +17,7 @@ from pyagent.jobs.common import JobsError, Zone, by_job, find_job, job_zone
 from pyagent.jobs.render import duration, indent, quoted, seconds, shorten, table
 from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
 from pyagent.safetext import safe_text
+from pyagent.store.authorship import AuthorRecord, ObjectKind, RunAuthor
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -213,6 +214,7 @@ def show_job(
     recent = catalog.runs(job.jobid, limit=runs)
     comment, annotations = job_fields(job.desc)
     drift = next_run_drift(catalog, job, now, own, zone)
+    authors = _authors(catalog, job.jobid)
     data: dict[str, Any] = {
         "id": job.jobid,
         "name": job.name,
@@ -234,11 +236,24 @@ def show_job(
         "schedules": [_schedule_data(s, zone) for s in schedules],
         "recent_runs": [_run_data(r, zone) for r in recent],
     }
+    if authors is not None:
+        data["author"] = _author_data(authors.get(("j", job.jobid)), zone)
+        for step_data in data["steps"]:
+            step_data["author"] = _author_data(authors.get(("s", step_data["id"])), zone)
     out = [
-        *_show_job_lines(job, zone, comment, annotations, own),
+        *_show_job_lines(
+            job,
+            zone,
+            comment,
+            annotations,
+            own,
+            author_lines=_show_author_line(
+                "  author:      ", authors, ("j", job.jobid), job.jobid, zone
+            ),
+        ),
         *([drift.text(zone)] if drift else []),
         "",
-        *_show_step_lines(steps),
+        *_show_step_lines(steps, authors, zone),
         "",
         *_show_schedule_lines(schedules, zone),
         "",
@@ -251,12 +266,19 @@ def show_job(
 
 
 def _show_job_lines(
-    job: JobRecord, zone: Zone, comment: str, annotations: dict[str, str], own: Zone | None
+    job: JobRecord,
+    zone: Zone,
+    comment: str,
+    annotations: dict[str, str],
+    own: Zone | None,
+    *,
+    author_lines: list[str] | None = None,
 ) -> list[str]:
     out = [f"job {job.jobid}: {safe_text(job.name)}"]
     out.append(f"  class:       {safe_text(job.class_name)}")
     out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
     out.append(f"  host agent:  {safe_text(job.hostagent) or '(any)'}")
+    out.extend(author_lines or [])
     if comment:
         out.append("  comment:")
         out.append(indent(safe_text(comment, block=True), "    "))
@@ -273,7 +295,52 @@ def _show_job_lines(
     return out
 
 
-def _show_step_lines(steps: list[StepRecord]) -> list[str]:
+def _authors(catalog: Catalog, jobid: int) -> dict[tuple[ObjectKind, int], AuthorRecord] | None:
+    """The authorship records of a job and its steps; None when pyagent's authorship
+    extra is not installed or this role cannot read it."""
+    records = catalog.authorship
+    if not records.access().read_authors:
+        return None
+    return records.authors([jobid])
+
+
+def _author_data(record: AuthorRecord | None, zone: Zone) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "role": record.author,
+        "changed": zone.iso(record.changed_at),
+        "current": record.current,
+    }
+
+
+def _show_author_line(
+    prefix: str,
+    authors: dict[tuple[ObjectKind, int], AuthorRecord] | None,
+    key: tuple[ObjectKind, int],
+    jobid: int,
+    zone: Zone,
+) -> list[str]:
+    """Who last changed what decides what runs (the job's on/off and host agent; a
+    step's code, kind, target and on/off); nothing when authorship is not installed."""
+    if authors is None:
+        return []
+    record = authors.get(key)
+    adopt = f"(--step-rights author refuses it; after review: pyagent jobs adopt {jobid})"
+    if record is None:
+        return [f"{prefix}none recorded {adopt}"]
+    when = zone.fmt(record.changed_at)
+    if not record.current:
+        return [f"{prefix}{record.author} at {when}, but changed since without a record {adopt}"]
+    what = "on/off, host agent" if key[0] == "j" else "code, kind, target, on/off"
+    return [f"{prefix}{record.author} at {when} ({what})"]
+
+
+def _show_step_lines(
+    steps: list[StepRecord],
+    authors: dict[tuple[ObjectKind, int], AuthorRecord] | None = None,
+    zone: Zone | None = None,
+) -> list[str]:
     enabled_steps = [s for s in steps if s.enabled]
     out = [f"steps ({len(enabled_steps)} enabled of {len(steps)}, in execution order):"]
     if not steps:
@@ -290,6 +357,10 @@ def _show_step_lines(steps: list[StepRecord]) -> list[str]:
             out.append(f"     description: {safe_text(shorten(d['description'], 70))}")
         for name, value in d["annotations"].items():
             out.append(f"     {safe_text(name)}: {safe_text(value)}   (annotation)")
+        if zone is not None:
+            out.extend(
+                _show_author_line("     author: ", authors, ("s", step.jstid), step.jobid, zone)
+            )
         code = safe_text(step.code.rstrip("\n"), block=True) or "(empty)"
         out.append(indent(code, "       | "))
     return out
@@ -413,10 +484,18 @@ def _run_data(run: RunRecord, zone: Zone) -> dict[str, Any]:
     }
 
 
-def _runs_table(runs: list[RunRecord], zone: Zone, *, with_job: bool = True) -> str:
+def _runs_table(
+    runs: list[RunRecord],
+    zone: Zone,
+    *,
+    with_job: bool = True,
+    run_authors: dict[int, RunAuthor] | None = None,
+) -> str:
     if not runs:
         return "(no runs)"
     headers = ["RUN", *(["JOB"] if with_job else []), "STATUS", "START", "DURATION"]
+    if run_authors is not None:
+        headers.append("LAST CHANGED BY")
     rows = [
         [
             str(r.jlgid),
@@ -424,10 +503,24 @@ def _runs_table(runs: list[RunRecord], zone: Zone, *, with_job: bool = True) -> 
             r.status.label,
             zone.fmt(r.start),
             duration(r.duration),
+            *([_run_author_text(run_authors.get(r.jlgid))] if run_authors is not None else []),
         ]
         for r in runs
     ]
     return table(headers, rows)
+
+
+def _run_author_text(found: RunAuthor | None) -> str:
+    return found.author if found is not None else "-"
+
+
+def _run_authors(catalog: Catalog, runs: list[RunRecord]) -> dict[int, RunAuthor] | None:
+    """Who made the last change to what each run ran, before it started (pyagent's change
+    log); None when the change log is not installed or not readable by this role."""
+    records = catalog.authorship
+    if not runs or not records.access().read_changes:
+        return None
+    return records.run_authors([r.jlgid for r in runs])
 
 
 def history(
@@ -435,7 +528,17 @@ def history(
 ) -> tuple[list[dict[str, Any]], str]:
     jobid = find_job(catalog, ident).jobid if ident else None
     runs = catalog.runs(jobid, limit=limit, failed_only=failed)
-    return [_run_data(r, zone) for r in runs], _runs_table(runs, zone)
+    run_authors = _run_authors(catalog, runs)
+    data = [_run_data(r, zone) for r in runs]
+    if run_authors is not None:
+        for item in data:
+            found = run_authors.get(item["run"])
+            item["last_changed_by"] = (
+                None
+                if found is None
+                else {"role": found.author, "changed": zone.iso(found.changed_at)}
+            )
+    return data, _runs_table(runs, zone, run_authors=run_authors)
 
 
 def step_status(status: RunStatus) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import psycopg
@@ -44,13 +45,23 @@ def _error_text(exc: psycopg.Error, encoding: str) -> str:
     return str(exc).strip()
 
 
-async def run_sql_step(pool: TargetPool, code: str, max_output_bytes: int) -> StepOutcome:
-    """Execute one SQL step on a connection of `pool`; never raises except on cancellation."""
+async def run_sql_step(
+    pool: TargetPool,
+    code: str,
+    max_output_bytes: int,
+    *,
+    no_connection: Callable[[str], StepOutcome] | None = None,
+) -> StepOutcome:
+    """Execute one SQL step on a connection of `pool`; never raises except on cancellation.
+    Without a connection, the outcome is `no_connection(reason)` when given, else pgAgent's
+    "Couldn't get a connection" with libpq's reason."""
     async with AsyncExitStack() as stack:
         try:
             conn = await stack.enter_async_context(pool.connection())
         except (psycopg.Error, OSError) as exc:
             reason = scrub(str(exc).strip())
+            if no_connection is not None:
+                return no_connection(reason)
             output = f"{NO_CONNECTION}\n{reason}" if reason else NO_CONNECTION
             return StepOutcome(False, -1, clean_text(output, max_output_bytes))
         return await _execute(conn, code, max_output_bytes)

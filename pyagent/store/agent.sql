@@ -330,3 +330,71 @@ WITH doomed AS (
        FOR UPDATE SKIP LOCKED
 )
 DELETE FROM pgagent.pga_joblog l USING doomed WHERE l.jlgid = doomed.jlgid
+
+-- ---- step rights (--step-rights author; docs/security.md) ------------------------------
+
+-- fragment: author_trusted
+-- An author (a pg_roles row r, NULL when the role is gone) is trusted when it is the
+-- agent's own role, a superuser now, or now a member of one of the trusted roles.
+coalesce(r.rolname IN (session_user, current_user) OR r.rolsuper
+         OR EXISTS (SELECT 1 FROM trusted t
+                     WHERE pg_catalog.pg_has_role(r.oid, t.oid, 'MEMBER')), false)
+
+-- name: authorship_facts
+-- At start-up under --step-rights author: are pyagent's authorship records installed and
+-- readable, are their triggers enabled, and which of the trusted roles do not exist.
+WITH ns AS (
+    SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pyagent'
+), tbl AS (
+    SELECT c.oid FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid
+     WHERE c.relname = 'authorship'
+)
+SELECT EXISTS (SELECT 1 FROM tbl) AS installed,
+       coalesce((SELECT pg_catalog.has_schema_privilege(ns.oid, 'USAGE')
+                        AND pg_catalog.has_table_privilege(tbl.oid, 'SELECT')
+                        AND pg_catalog.has_function_privilege(
+                                'pyagent.step_fingerprint(int4, text, text, text, text, bool)',
+                                'EXECUTE')
+                        AND pg_catalog.has_function_privilege(
+                                'pyagent.job_fingerprint(bool, text)', 'EXECUTE')
+                   FROM ns, tbl), false) AS readable,
+       (SELECT count(*) FROM pg_catalog.pg_trigger g
+         WHERE g.tgname IN ('pyagent_authorship_job', 'pyagent_authorship_step')
+           AND g.tgenabled = 'A')::int AS triggers_always,
+       ARRAY(SELECT t FROM unnest(%(trusted_roles)s::text[]) AS t
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = t))
+           AS unknown_roles
+
+-- name: start_run_with_authors
+-- start_run (keep the two in step) plus, for each step, who last changed it and the job
+-- (pyagent.authorship), whether that record still matches the row (its fingerprint) and
+-- whether the author is trusted (author_trusted, worked out once per record). One round
+-- trip, as start_run.
+WITH log AS (
+    INSERT INTO pgagent.pga_joblog (jlgid, jlgjobid, jlgstatus)
+    VALUES (nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r')
+    RETURNING jlgid
+), trusted AS (
+    SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ANY(%(trusted_roles)s::text[])
+), records AS (
+    SELECT a.kind, a.id, a.author, a.fingerprint, {{author_trusted}} AS trusted
+      FROM pyagent.authorship a
+      LEFT JOIN pg_catalog.pg_roles r ON r.rolname = a.author
+     WHERE a.jobid = %(job_id)s
+)
+SELECT log.jlgid, j.jobdesc,
+       s.jstid, s.jstname, s.jstkind, s.jstcode, s.jstconnstr, s.jstdbname, s.jstonerror,
+       s.jstdesc,
+       sa.author,
+       sa.fingerprint = pyagent.step_fingerprint(s.jstjobid, s.jstkind, s.jstcode,
+                                                 s.jstconnstr, s.jstdbname, s.jstenabled),
+       sa.trusted,
+       ja.author,
+       ja.fingerprint = pyagent.job_fingerprint(j.jobenabled, j.jobhostagent),
+       ja.trusted
+  FROM log
+  LEFT JOIN pgagent.pga_job j ON j.jobid = %(job_id)s
+  LEFT JOIN pgagent.pga_jobstep s ON s.jstjobid = %(job_id)s AND s.jstenabled
+  LEFT JOIN records ja ON ja.kind = 'j' AND ja.id = j.jobid
+  LEFT JOIN records sa ON sa.kind = 's' AND sa.id = s.jstid
+ ORDER BY s.jstname, s.jstid

@@ -15,6 +15,8 @@ from pyagent.annotations import job_timezone
 from pyagent.schema.privileges import MissingPrivilege, required_agent_privileges
 from pyagent.store.connections import ControlPool, Params, Row, ServiceConnection, is_transient
 from pyagent.store.records import (
+    Author,
+    AuthorshipFacts,
     Claim,
     FailedStep,
     FallbackRelease,
@@ -25,6 +27,7 @@ from pyagent.store.records import (
     SchemaState,
     ServerFacts,
     SessionZoneFacts,
+    StepAuthors,
     StepDef,
 )
 from pyagent.store.sqlfile import load_blocks
@@ -52,6 +55,9 @@ class AgentStore:
         self.control = ControlPool(conninfo, pool_size, application_name)
         # The backend pid of the service session, once registered: the agent's identity.
         self.pid: int | None = None
+        # --step-rights author: the trusted roles; start_run then also reads each step's
+        # authors. None: the agent runs steps with its own rights (pgAgent's way).
+        self.trusted_roles: tuple[str, ...] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -215,13 +221,39 @@ class AgentStore:
     # ---- one run (control pool, retried through outages) ---------------------------------
 
     async def start_run(self, job_id: int) -> RunStart | None:
-        """Insert the run's log row ('r') and read the job's comment and enabled steps.
-        None when the database stayed away until give-up."""
+        """Insert the run's log row ('r') and read the job's comment and enabled steps
+        (with their authors when `trusted_roles` is set). None when the database stayed
+        away until give-up."""
+        if self.trusted_roles is not None:
+            return await self._start_run_with_authors(job_id, self.trusted_roles)
         rows = await self._pool_rows_retrying("start_run", {"job_id": job_id})
         if not rows:
             return None
         steps = tuple(_step_from_row(r[2:]) for r in rows if r[2] is not None)
         return RunStart(int(rows[0][0]), str(rows[0][1] or ""), steps)
+
+    async def _start_run_with_authors(
+        self, job_id: int, trusted_roles: Sequence[str]
+    ) -> RunStart | None:
+        params = {"job_id": job_id, "trusted_roles": list(trusted_roles)}
+        rows = await self._pool_rows_retrying("start_run_with_authors", params)
+        if not rows:
+            return None
+        steps = tuple(
+            _step_from_row(r[2:], StepAuthors(_author(r[10:13]), _author(r[13:16])))
+            for r in rows
+            if r[2] is not None
+        )
+        return RunStart(int(rows[0][0]), str(rows[0][1] or ""), steps)
+
+    async def authorship_facts(self, trusted_roles: Sequence[str]) -> AuthorshipFacts:
+        """Whether --step-rights author can work here (one catalog query)."""
+        ((installed, readable, always, unknown),) = await self.service.rows(
+            statement("authorship_facts"), {"trusted_roles": list(trusted_roles)}
+        )
+        return AuthorshipFacts(
+            bool(installed), bool(readable), int(always), tuple(str(r) for r in unknown or ())
+        )
 
     async def start_step(self, jlgid: int, step_id: int) -> int | None:
         """Insert a step's log row ('r'); None when the step no longer exists."""
@@ -396,7 +428,12 @@ class AgentStore:
         return await self.control.retrying(lambda: self.control.rows(statement(name), params))
 
 
-def _step_from_row(row: Row) -> StepDef:
+def _author(row: Row) -> Author:
+    role, current, trusted = row
+    return Author(None if role is None else str(role), bool(current), bool(trusted))
+
+
+def _step_from_row(row: Row, authors: StepAuthors | None = None) -> StepDef:
     return StepDef(
         step_id=int(row[0]),
         name=str(row[1]),
@@ -406,6 +443,7 @@ def _step_from_row(row: Row) -> StepDef:
         dbname=str(row[5] or ""),
         onerror=str(row[6] or "f"),
         desc=str(row[7] or ""),
+        authors=authors,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from pyagent.store.authorship import AuthorshipRecords
 from pyagent.store.records import OnError, RunStatus, StepKind
 from pyagent.store.sqlfile import load_blocks
 
@@ -263,6 +264,11 @@ class Catalog:
         key = APPLY_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
         row = self._one("apply_lock_holder", {"high": key >> 32, "low": key & 0xFFFF_FFFF})
         return int(row[0]) if row is not None else None
+
+    @property
+    def authorship(self) -> AuthorshipRecords:
+        """pyagent's authorship records (schema pyagent), on the same connection."""
+        return AuthorshipRecords(self.conn)
 
     # --- reads -------------------------------------------------------------------------
 
