@@ -41,6 +41,11 @@ PYAGENT = "pyagent"
 PGAGENT = "pgagent"
 PYAGENT_EXT = "pyagent-ext"
 ALL_AGENTS = (PYAGENT, PGAGENT, PYAGENT_EXT)
+# pyagent on its schema with --step-rights author (the jobs are the superuser's, so they run
+# as the agent: what is measured is the author lookup). Only when asked for (--agents).
+PYAGENT_AUTHOR = "pyagent-author"
+AGENT_KINDS = (*ALL_AGENTS, PYAGENT_AUTHOR)
+KIND_ARGS: dict[str, tuple[str, ...]] = {PYAGENT_AUTHOR: ("--step-rights", "author")}
 
 TPL_OURS = "bench_tpl_ours"
 TPL_EXT = "bench_tpl_ext"
@@ -141,7 +146,7 @@ class BenchCluster:
             seq = self._seq
         safe = "".join(c if c.isalnum() else "_" for c in f"{label}_{agent}").lower()
         name = f"b{seq:03d}_{safe}"[:63]
-        template = TPL_OURS if agent == PYAGENT else TPL_EXT
+        template = TPL_OURS if agent in (PYAGENT, PYAGENT_AUTHOR) else TPL_EXT
         with connect(self.dsn("postgres")) as conn:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         if agent == PYAGENT_EXT:
@@ -195,7 +200,7 @@ class Agent:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
         self.log_path = self.workdir / "agent.log"
         base = [str(PGAGENT_BIN)] if kind == PGAGENT else [sys.executable, "-m", "pyagent"]
-        self.argv = [*base, "-f", "-l", str(log_level), *args, dsn]
+        self.argv = [*base, "-f", "-l", str(log_level), *KIND_ARGS.get(kind, ()), *args, dsn]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p

@@ -34,6 +34,7 @@ from benchmarks.harness import (  # noqa: E402
     PGAGENT,
     PGAGENT_BIN,
     PYAGENT,
+    PYAGENT_AUTHOR,
     BenchCluster,
     connect,
     pgagent_available,
@@ -85,7 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--agents",
         default=",".join(ALL_AGENTS),
-        help="comma-separated agents: pyagent, pgagent, pyagent-ext (default: all available)",
+        help="comma-separated agents: pyagent, pgagent, pyagent-ext, pyagent-author "
+        "(--step-rights author; default: all available but pyagent-author)",
     )
     p.add_argument("--out", default=str(REPO_ROOT / "benchmarks/results/latest.json"))
     p.add_argument("--markdown", default="", help="also write the tables as Markdown here")
@@ -521,10 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = BenchCluster.create()
     try:
         if not bench.with_extension:
-            dropped = [a for a in agents if a != PYAGENT]
+            dropped = [a for a in agents if a not in (PYAGENT, PYAGENT_AUTHOR)]
             if dropped:
                 log(f"pgagent binary or extension not installed: skipping {', '.join(dropped)}")
-            agents = [a for a in agents if a == PYAGENT]
+            agents = [a for a in agents if a in (PYAGENT, PYAGENT_AUTHOR)]
         meta = {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),

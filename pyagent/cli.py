@@ -101,6 +101,27 @@ def main_group() -> None:
     """
 
 
+class _RoleNames(click.ParamType):  # type: ignore[type-arg]
+    """Role names, comma-separated (PYAGENT_TRUSTED_ROLE=dba,ops; --trusted-role dba,ops)."""
+
+    name = "role"
+    envvar_list_splitter = ","
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        names = [part.strip() for part in str(value).split(",")]
+        if not all(names):
+            self.fail(f"an empty role name in {value!r}", param, ctx)
+        return tuple(names)
+
+
+_ROLE_NAMES = _RoleNames()
+
+
+def _role_list(values: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    """The trusted roles in the order given, each once."""
+    return tuple(dict.fromkeys(name for names in values for name in names))
+
+
 @main_group.command("run")
 @click.option(
     "-f",
@@ -241,6 +262,27 @@ def main_group() -> None:
     "clean: only a minimal, secret-free environment.",
 )
 @click.option(
+    "--step-rights",
+    type=click.Choice(["agent", "author"]),
+    default=DEFAULTS.step_rights,
+    show_default=True,
+    envvar="PYAGENT_STEP_RIGHTS",
+    help="agent: every step runs with the agent's rights (as in pgAgent); author: a step "
+    "runs with no more rights than the role that last changed it (docs/security.md; needs "
+    "pyagent schema add-extras).",
+)
+@click.option(
+    "--trusted-role",
+    "trusted_roles",
+    type=_ROLE_NAMES,
+    multiple=True,
+    envvar="PYAGENT_TRUSTED_ROLE",
+    metavar="ROLE[,ROLE...]",
+    help="With --step-rights author: members of this role are trusted (their steps run "
+    "as the agent, batch and connection-string steps included). Repeatable or "
+    "comma-separated.",
+)
+@click.option(
     "--no-listen",
     is_flag=True,
     envvar="PYAGENT_NO_LISTEN",
@@ -324,6 +366,10 @@ def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
     from pyagent.settings import Settings
 
     station = options["station"]
+    if options["trusted_roles"] and options["step_rights"] != "author":
+        click.echo(
+            "pyagent: warning: --trusted-role has no effect without --step-rights author", err=True
+        )
     return Settings(
         conninfo=conninfo,
         poll_interval=float(options["poll"]),
@@ -338,6 +384,8 @@ def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
         connect_timeout=options["connect_timeout"],
         allow_batch=not options["no_batch"],
         batch_env=options["batch_env"],
+        step_rights=options["step_rights"],
+        trusted_roles=_role_list(options["trusted_roles"]),
         listen=not options["no_listen"],
         job_timeout=options["job_timeout"] or None,
         http_listen=_parse_http(options["http_listen"]),
@@ -490,7 +538,8 @@ def schema_group() -> None:
     "--with-notify",
     "with_notify",
     is_flag=True,
-    help="Also add pyagent's optional extras: the Run-now notify trigger, a due-jobs index.",
+    help="Also add pyagent's optional extras: the Run-now notify trigger, a due-jobs index, "
+    "per-job time zones (@TIMEZONE) honoured by the schema's triggers.",
 )
 @click.argument("dsn")
 def schema_install(dsn: str, with_notify: bool) -> None:
@@ -537,7 +586,7 @@ def schema_check(dsn: str) -> None:
     "--with-notify",
     "with_notify",
     is_flag=True,
-    help="Include pyagent's optional extras (notify trigger, due-jobs index).",
+    help="Include pyagent's optional extras (notify trigger, due-jobs index, time-zone trigger).",
 )
 def schema_sql(with_notify: bool) -> None:
     """Print the SQL that creates the schema, for a DBA to review and run with psql."""
@@ -547,17 +596,33 @@ def schema_sql(with_notify: bool) -> None:
 
 
 @schema_group.command("add-extras")
+@click.option(
+    "--change-log-retention",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="DAYS",
+    help="How long pyagent.change_log keeps its entries (default 365 on the first run; "
+    "later runs keep the current value unless this is given).",
+)
 @click.argument("dsn")
-def schema_add_notify(dsn: str) -> None:
+def schema_add_notify(dsn: str, change_log_retention: float | None = None) -> None:
     """Add pyagent's optional extras to an existing schema (ours or the extension's): the
-    Run-now notify trigger and an index on due jobs. Safe to run again."""
+    Run-now notify trigger, an index on due jobs, a trigger that computes the next run of
+    a job with @TIMEZONE=...; in that zone whoever edits it, and the authorship records
+    (who last changed each job and step, and a change log; docs/security.md). Run it as the
+    owner of the pgagent tables. Safe to run again."""
     from pyagent import extras
 
     try:
         added = extras.add_notify_trigger(dsn)
+        recorded = extras.add_authorship(dsn, change_log_days=change_log_retention)
     except Exception as exc:
         raise click.ClickException(_clean(exc)) from exc
     click.echo("pyagent extras added" if added else "pyagent extras already present (refreshed)")
+    click.echo(
+        "authorship is recorded from now on (schema pyagent; see docs/security.md)"
+        if recorded
+        else "authorship records already present (refreshed)"
+    )
 
 
 @schema_group.command("add-notify", hidden=True)
@@ -568,6 +633,38 @@ def schema_add_notify_old_name(ctx: click.Context, dsn: str) -> None:
     ctx.invoke(schema_add_notify, dsn=dsn)
 
 
+@schema_group.command("grant-editor")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the GRANT statements and the risks; change nothing."
+)
+@click.argument("dsn")
+@click.argument("roles", nargs=-1, required=True, metavar="ROLE...")
+def schema_grant_editor(dsn: str, roles: tuple[str, ...], dry_run: bool) -> None:
+    """Let each ROLE create, edit, run and delete jobs in pgAdmin's dialogs (and with
+    `pyagent jobs`), and nothing that could forge authorship (docs/security.md). Warns
+    about what a role holds already that would let it forge authorship (exit 1)."""
+    from pyagent.schema import editor
+
+    risky = False
+    for role in roles:
+        try:
+            grant = editor.grant_editor(dsn, role, dry_run=dry_run)
+        except editor.UnknownRole as exc:
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            raise click.ClickException(f"nothing was granted: {_clean(exc)}") from exc
+        for statement in grant.statements:
+            click.echo(statement)
+        shown = editor.shown_role(role)
+        click.echo(f"-- {shown}: " + ("granted" if grant.applied else "dry run, nothing granted"))
+        for risk in grant.risks:
+            risky = True
+            click.echo(
+                f"pyagent: warning: {shown} {risk}: it could forge or erase authorship",
+                err=True,
+            )
+    if risky:
+        sys.exit(1)
 
 
 def _clean(exc: BaseException) -> str:

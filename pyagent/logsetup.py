@@ -3,13 +3,17 @@
 Text lines look like pgAgent's: `Wed Nov 25 22:22:42 2026 DEBUG: Checking for jobs to run`.
 Levels follow pgAgent's -l: 0 = errors, 1 = + warnings, 2 = + debug. Messages logged with
 `always=True` are pgAgent's STARTUP class: shown at every level, labelled WARNING.
+
+Log lines carry job text (names, step names, output, server messages quoting it): a text
+line shows it through pyagent.safetext (controls and bidirectional overrides escaped, a
+line break inside a message written as \\n, so one event stays one line); a JSON event
+keeps the exact text, with the characters a terminal acts on written as \\u escapes.
 """
 
 from __future__ import annotations
 
 import json
 import logging as stdlib_logging
-import re
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
@@ -19,12 +23,10 @@ from typing import Any, TextIO
 import structlog
 
 from pyagent.conninfo import mask_text
+from pyagent.safetext import safe_json, safe_text
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _TEXT_LABEL = {"debug": "DEBUG", "info": "WARNING", "warning": "WARNING", "error": "ERROR"}
-
-
-_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 def _threshold(pgagent_level: int) -> int:
@@ -110,15 +112,15 @@ def _render_text(_logger: Any, _name: str, event_dict: MutableMapping[str, Any])
     stamp = f"{now:%a %b} {now.day} {now:%H:%M:%S %Y}"
     level = event_dict.get("level", "info")
     label = "WARNING" if level == "startup" else _TEXT_LABEL.get(level, "WARNING")
-    # One event, one physical line: libpq's hints and multi-line server
-    # messages are folded; the JSON form keeps the original text.
-    event = _LINE_BREAKS.sub(" ", str(event_dict.get("event", ""))).strip()
+    # One event, one physical line, nothing a terminal acts on; the JSON form keeps the
+    # exact text.
+    event = safe_text(str(event_dict.get("event", "")).strip())
     return f"{stamp} {label}: {event}"
 
 
 def _render_json(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
     event_dict["ts"] = datetime.now().astimezone().isoformat(timespec="milliseconds")
-    return json.dumps(dict(event_dict), default=str, ensure_ascii=False)
+    return safe_json(json.dumps(dict(event_dict), default=str, ensure_ascii=False))
 
 
 def configure(

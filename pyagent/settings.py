@@ -11,6 +11,9 @@ from pyagent.liveness import LeaseTerms, lease_terms
 
 LogFormat = Literal["text", "json"]
 BatchEnv = Literal["inherit", "clean"]
+# Whose rights a step runs with: the agent's (pgAgent's way) or its author's
+# (docs/security.md).
+StepRights = Literal["agent", "author"]
 
 # pgAgent's -l values.
 LOG_ERROR = 0
@@ -64,6 +67,9 @@ class Settings:
     listen: bool = True
     allow_batch: bool = True
     batch_env: BatchEnv = "inherit"
+    step_rights: StepRights = "agent"
+    # Under step_rights "author": roles whose members' steps run with the agent's rights.
+    trusted_roles: tuple[str, ...] = ()
     max_output_bytes: int = 1024 * 1024
     application_name: str = "pyagent"
     # Default timeouts (seconds) when a job or step has no @JOB_TIMEOUT / @JOB_STEP_TIMEOUT.

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from pyagent import conninfo as ci
 from pyagent.agent.runreport import report_run_end
-from pyagent.annotations import format_seconds, job_options, step_options
+from pyagent.agent.steprights import run_with_author_rights
+from pyagent.annotations import format_seconds, job_options, job_timezone, step_options
 from pyagent.control.options import JobControlOptions, read_job_control
 from pyagent.control.retry import RetryOutcome, release_with_retries
 from pyagent.logsetup import get_logger
@@ -52,6 +53,11 @@ async def execute_step(ctx: JobContext, job_id: int, step: StepDef, tag: str = "
     log = get_logger()
     limit = ctx.settings.max_output_bytes
     ids = {"job_id": job_id, "step_id": step.step_id}
+    if ctx.settings.step_rights == "author":
+        # Refused, or run logged in as its author; None: it runs as the agent, as below.
+        decided = await run_with_author_rights(ctx, job_id, step, tag)
+        if decided is not None:
+            return decided
     if step.kind == StepKind.SQL:
         log.debug(f"Executing SQL step {step.step_id}(part of job {job_id})", **ids)
         try:
@@ -140,6 +146,9 @@ class JobRun:
         # start) and the retry decided at its release (read by the alert).
         self.control: JobControlOptions | None = None
         self.retry: RetryOutcome | None = None
+        # The job's own time zone (@TIMEZONE), read at start: its release reads the
+        # schedules in it. None: the session's TimeZone, as pgAgent does.
+        self.timezone: str | None = None
 
     def stop(self, message: str, *, lost: bool = False) -> None:
         """Stop the run now (its step cancelled): fenced, or `lost` when its claim was
@@ -205,6 +214,14 @@ class JobRun:
         self.job_timeout = options.timeout
         # Job control: retry and alert options from the job's comment.
         self.control = read_job_control(self.ctx.settings.control, job_id, start.jobdesc)
+        zone = job_timezone(start.jobdesc)
+        if zone.problem is not None:
+            self.log.warning(
+                f"Job {job_id}: ignoring {zone.problem}; its next run is computed in this "
+                "session's TimeZone, as pgAgent does",
+                job_id=job_id,
+            )
+        self.timezone = zone.name
         self.status = RunStatus.SUCCEEDED
         async with asyncio.timeout(options.timeout):
             for step in start.steps:
@@ -281,10 +298,13 @@ class JobRun:
                 self.control,
                 owner=self._owner,
                 metrics=self.ctx.metrics,
+                timezone=self.timezone,
             )
             fallback = None
             if self.retry is None:
-                fallback = await store.finish_run(self.claim, self._owner, self.jlgid, self.status)
+                fallback = await store.finish_run(
+                    self.claim, self._owner, self.jlgid, self.status, timezone=self.timezone
+                )
         except Exception as exc:
             self.log.warning(f"Could not record the end of job {job_id}: {exc!r}", job_id=job_id)
             return

@@ -5,6 +5,9 @@ first telling line of its output.
 Called once at the end of a run (JobRun.run). The failing step is read back from the run's
 step logs (what pgAdmin shows), which also covers a step aborted while it ran. The read is
 bounded and best-effort: with the database gone the line is logged without it.
+
+The line carries job text as it is: the text log renderer escapes it (pyagent.safetext) and
+the JSON log keeps it exact, so it must not be escaped here as well.
 """
 
 from __future__ import annotations

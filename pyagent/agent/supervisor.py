@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyagent import diagnose
-from pyagent.agent import polling, sidetasks
+from pyagent.agent import polling, sidetasks, steprights
 from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
 from pyagent.agent.lease import Lease, LeaseKeeper
 from pyagent.agent.listener import Listener
 from pyagent.agent.polling import Next
 from pyagent.agent.reporting import Reporter
+from pyagent.agent.sessionzone import session_zone_line
 from pyagent.agent.signals import SignalHandler
 from pyagent.agent.state import AgentState, Wakeups
 from pyagent.backoff import Backoff
@@ -91,6 +93,7 @@ class Agent:
         self.control = JobControl(
             settings, self.store, self.metrics, self.wakeups.stop, lambda: self.state.registered
         )
+        self._session_zone_checked = False  # the start-up line about the TimeZone is said once
 
     def request_stop(self) -> None:
         """Stop claiming and shut down gracefully."""
@@ -193,6 +196,9 @@ class Agent:
         if missing:
             raise diagnose.MissingPrivileges(missing, role)
         await self._check_schema()
+        await self._say_session_zone_once()
+        if self.settings.step_rights == "author":
+            await self._check_step_rights()
         await self._wait_while_standby()
         if self.wakeups.stop.is_set():
             return False
@@ -209,6 +215,31 @@ class Agent:
         if found.problem is not None:
             self.log.error(SCHEMA_MESSAGES[found.problem].format(version=found.version))
             raise SchemaUnusable
+
+    async def _say_session_zone_once(self) -> None:
+        """At the first connection: one line when this agent's session TimeZone is its
+        own (PGTZ, connect string, role setting) rather than the database's default."""
+        if self._session_zone_checked:
+            return
+        facts = await self.store.session_zone_facts()
+        self._session_zone_checked = True
+        if facts is None:
+            return
+        line = session_zone_line(facts, os.environ, self.settings.conninfo)
+        if line is not None:
+            self.log.warning(line, always=True, timezone=facts.timezone, source=facts.source)
+    async def _check_step_rights(self) -> None:
+        """--step-rights author: no job runs until the authorship records can be read."""
+        facts = await self.store.authorship_facts(self.settings.trusted_roles)
+        problem = steprights.authorship_problem(facts)
+        if problem is not None:
+            self.state.schema_ok = False
+            self.log.error(problem)
+            raise SchemaUnusable
+        for warning in steprights.authorship_warnings(facts):
+            self.log.warning(warning, always=True)
+        self.store.trusted_roles = self.settings.trusted_roles
+        self.log.debug("Steps run with no more rights than their authors (--step-rights author)")
 
     async def _wait_while_standby(self) -> None:
         """On a standby, do nothing (not ready) and look again every poll interval: start

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import SplitResult, unquote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 from pyagent.logsetup import get_logger
+from pyagent.safetext import safe_text
 from pyagent.store.control import RunReport
 
 if TYPE_CHECKING:
@@ -189,7 +190,8 @@ def build_alert(
     retry: RetryNote | None = None,
 ) -> dict[str, Any]:
     """The alert document. Its `text` is a readable summary that Slack-compatible incoming
-    webhooks (Slack, Mattermost, Rocket.Chat, ...) show as the message as it is."""
+    webhooks (Slack, Mattermost, Rocket.Chat, ...) show as the message as it is; job text
+    in `text` and `summary` is escaped (pyagent.safetext), the other fields keep it exact."""
     output = (report.step_output or "").strip()
     status_text = STATUS_WORDS.get(report.status, report.status)
     failing_step = event in ("failure", "aborted") and report.step_name is not None
@@ -207,7 +209,8 @@ def build_alert(
     if failing_step and output:
         excerpt = output[:SUMMARY_OUTPUT_CHARS]
         more = "…" if len(output) > SUMMARY_OUTPUT_CHARS else ""
-        text += "\n```\n" + excerpt.replace("```", "'''") + more + "\n```"
+        excerpt = safe_text(excerpt.replace("```", "'''"), block=True)
+        text += "\n```\n" + excerpt + more + "\n```"
     return {
         "text": text,
         "event": event,
@@ -240,13 +243,13 @@ def _summary(
 ) -> str:
     """One line: the job, what happened, where, how long; the failing step; the retry."""
     summary = (
-        f'pyagent: job {job_id} "{report.job_name}" {status_text}'
-        f" (run {run_id} on {station}, {_duration_text(report.duration)})"
+        f'pyagent: job {job_id} "{safe_text(report.job_name)}" {status_text}'
+        f" (run {run_id} on {safe_text(station)}, {_duration_text(report.duration)})"
     )
     if event == "recovered":
         summary = summary.replace(" succeeded", " recovered: succeeded", 1) + " after failing"
     if failing_step:
-        summary += f'. Step "{report.step_name}"'
+        summary += f'. Step "{safe_text(report.step_name or "")}"'
         if report.step_result is not None:
             summary += f" result {report.step_result}"
     if retry is not None and event == "failure":

@@ -21,6 +21,7 @@ from typing import Literal
 
 import psycopg
 
+from pyagent.safetext import safe_text
 from pyagent.store import control as store
 
 CancelState = Literal["cancelled", "not-running", "unknown-job", "ambiguous"]
@@ -73,13 +74,16 @@ def request_cancel(
             return CancelResult(
                 "ambiguous", f"{len(matches)} jobs are named {job!r} (ids {ids}); give the id"
             )
-        job_id, name = matches[0]
+        job_id, raw_name = matches[0]
+        name = safe_text(raw_name)
         run = store.request_cancel(conn, job_id, who or who_cancels())
         if run is None:
             return CancelResult(
                 "not-running", f'job {job_id} "{name}" is not running: nothing changed', job_id
             )
-        where = f"agent pid {run.agent_pid}" + (f" on {run.station}" if run.station else "")
+        where = f"agent pid {run.agent_pid}" + (
+            f" on {safe_text(run.station)}" if run.station else ""
+        )
         stopped: bool | None = None
         if wait > 0:
             deadline = time.monotonic() + wait

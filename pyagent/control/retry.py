@@ -63,10 +63,12 @@ async def release_with_retries(
     *,
     owner: Callable[[], int],
     metrics: Metrics | None = None,
+    timezone: str | None = None,
 ) -> RetryOutcome | None:
-    """Release a failed run of a job with retries; None when this path does not apply or
-    could not complete (the caller then releases the ordinary way). `owner()` is the
-    identity holding the claim (asked at every attempt: a reconnect may move it)."""
+    """Release a failed run of a job with retries (its schedules read in its own
+    `timezone`, if it has one); None when this path does not apply or could not complete
+    (the caller then releases the ordinary way). `owner()` is the identity holding the
+    claim (asked at every attempt: a reconnect may move it)."""
     if not wants_retry_release(status, jlgid, options):
         return None
     assert jlgid is not None and options is not None
@@ -90,6 +92,7 @@ async def release_with_retries(
                 pids=[owner()],
                 claimed_nextrun=claim.claimed_nextrun,
                 retry_delay=retry_delay,
+                timezone=timezone,
             )
 
     try:

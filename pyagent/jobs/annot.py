@@ -2,7 +2,8 @@
 as plain fields of a job file, and back.
 
 Job comment: `@JOB_TIMEOUT` -> timeout, `@RETRIES` -> retries, `@RETRY_DELAY` -> retry_delay,
-`@ALERT` -> alert, `@MANAGED_BY=pyagent;` -> the job is managed by `jobs apply` (may be pruned).
+`@ALERT` -> alert, `@TIMEZONE` -> timezone (read and checked by pyagent.annotations, as the
+agent reads it), `@MANAGED_BY=pyagent;` -> the job is managed by `jobs apply` (may be pruned).
 Step description: `@JOB_STEP_TIMEOUT` (or `@STEP_TIMEOUT`) -> timeout. Other lines, unknown
 annotations included, stay in the comment / description text.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pyagent.annotations import AnnotationError, parse_duration
+from pyagent.annotations import TIMEZONE, AnnotationError, parse_duration, parse_timezone
 
 # Same grammar as pyagent.annotations: one annotation per line, the `;` optional.
 _LINE = re.compile(r"^[ \t]*@([A-Za-z_]+)[ \t]*=[ \t]*([^;\n]*?)[ \t]*;?[ \t]*$")
@@ -23,10 +24,11 @@ JOB_NAMES = {
     "RETRIES": "retries",
     "RETRY_DELAY": "retry_delay",
     "ALERT": "alert",
+    TIMEZONE: "timezone",
     "MANAGED_BY": "managed_by",
 }
 # Order of the annotation lines apply writes.
-JOB_ORDER = ("JOB_TIMEOUT", "RETRIES", "RETRY_DELAY", "ALERT", "MANAGED_BY")
+JOB_ORDER = ("JOB_TIMEOUT", "RETRIES", "RETRY_DELAY", "ALERT", TIMEZONE, "MANAGED_BY")
 # Written as JOB_STEP_TIMEOUT; STEP_TIMEOUT is read too (the later one wins, as in the agent).
 STEP_NAMES = {"JOB_STEP_TIMEOUT": "timeout", "STEP_TIMEOUT": "timeout"}
 ALERT_VALUES = ("failure", "always", "never")
@@ -82,6 +84,17 @@ def duration_text(value: object, *, allow_zero: bool = False) -> str:
     return text
 
 
+def timezone_text(value: object) -> str:
+    """A `timezone:` from a file as the annotation value; raises ValueError with the reason
+    (the same check the agent makes when it reads the annotation)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a time zone name as text, such as Europe/Berlin")
+    try:
+        return parse_timezone(value)
+    except AnnotationError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def normalised(fields: Mapping[str, str]) -> dict[str, object]:
     """Field values compared by meaning (30 s == 0.5 m), for deciding whether to rewrite."""
     out: dict[str, object] = {}
@@ -94,6 +107,8 @@ def normalised(fields: Mapping[str, str]) -> dict[str, object]:
                 out[key] = 0.0 if re.fullmatch(r"0+(\.0*)?\s*\w*", text) else text
         elif key == "retries":
             out[key] = int(text) if text.isdigit() else text
+        elif key == "timezone":
+            out[key] = text  # zone names are spelled exactly (Europe/Berlin)
         else:
             out[key] = text.lower()
     return out

@@ -14,9 +14,12 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
+from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
 from pyagent.jobs.common import (
     EXIT_CHANGES,
+    EXIT_CONFLICT,
     EXIT_FAILED,
+    EXIT_LOCK_TIMEOUT,
     EXIT_NO_AGENT,
     EXIT_TIMEOUT,
     JobsError,
@@ -32,7 +35,9 @@ EXIT_CODES_HELP = f"""\b
 Exit status: 0 ok; {EXIT_FAILED} error (or the job run failed);
 2 bad usage; {EXIT_CHANGES} apply --dry-run found changes;
 {EXIT_TIMEOUT} run --wait timed out; {EXIT_NO_AGENT} run --wait: no live agent can run the job;
-6 cancel: the job is not running (nothing changed)."""
+6 cancel: the job is not running (nothing changed);
+{EXIT_LOCK_TIMEOUT} apply: gave up waiting for another apply (--lock-timeout);
+{EXIT_CONFLICT} apply: a job was edited meanwhile (nothing changed)."""
 
 
 def db_option(func: F) -> F:
@@ -78,6 +83,8 @@ def jobs_group(ctx: click.Context) -> None:
       pyagent jobs history / logs RUN       past runs and their step output
       pyagent jobs enable|disable JOB...
       pyagent jobs cancel nightly-vacuum    stop its running run, on whichever agent
+      pyagent jobs changes [JOB]            who changed which job, what and when
+      pyagent jobs adopt JOB...             attribute jobs with no recorded author
     \b
     Jobs as code (see docs/jobs.md for the file format):
       pyagent jobs export --dir jobs/       one YAML file per job
@@ -265,6 +272,104 @@ def logs_command(conninfo: str | None, as_json: bool, run_or_job: str, last: boo
     _print(as_json, data, text)
 
 
+@jobs_group.command("changes", short_help="Who changed which job, what and when.")
+@click.argument("job", required=False)
+@db_option
+@json_option
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@handle_errors
+def changes_command(conninfo: str | None, as_json: bool, job: str | None, limit: int) -> None:
+    """The change log of all jobs, or of JOB (a deleted job by its id), newest first:
+    who (the role that logged in) changed which job, step, schedule or exception, which
+    fields, and when. Kept by pyagent's authorship records (pyagent schema add-extras;
+    docs/security.md)."""
+    from pyagent.jobs import authorship
+
+    with connect(conninfo) as catalog:
+        zone = session_zone(catalog)
+        data, text = authorship.changes(catalog, zone, job, limit=limit)
+    _print(as_json, data, text)
+
+
+@jobs_group.command("adopt", short_help="Attribute jobs that have no recorded author.")
+@click.argument("jobs", nargs=-1, metavar="[JOB]...")
+@db_option
+@json_option
+@click.option(
+    "--unrecorded",
+    is_flag=True,
+    help="Also every job of which the job or a step has no record that matches it.",
+)
+@click.option(
+    "--as",
+    "author",
+    metavar="ROLE",
+    help="The role to attribute them to (default: the role running this). Steps then run "
+    "with this role's rights under --step-rights author.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be attributed; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def adopt_command(
+    *,
+    conninfo: str | None,
+    as_json: bool,
+    jobs: tuple[str, ...],
+    unrecorded: bool,
+    author: str | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Attribute JOBs, and all their steps as they are now, to a role: for jobs written
+    before authorship was recorded (or changed while it was bypassed), which
+    --step-rights author otherwise refuses to run. Only the owner of schema pyagent (or a
+    superuser) can. Every step's code is shown first, and the jobs are locked until you
+    answer, so what you reviewed is exactly what is attributed.
+
+    \b
+    Exit status: 0 adopted (or nothing to adopt); 1 error or declined;
+    3 --dry-run found jobs to adopt."""
+    from pyagent.jobs import authorship
+
+    if not jobs and not unrecorded:
+        raise click.UsageError("name the jobs to adopt, or give --unrecorded")
+    if not (yes or dry_run) and not sys.stdin.isatty():
+        raise click.UsageError("adopt asks for confirmation: add --yes (review with --dry-run)")
+
+    def confirm(text: str, plan: authorship.Adoption) -> bool:
+        if not as_json:
+            click.echo(text)
+            click.echo("")
+        if dry_run:
+            return False
+        if yes:
+            return True
+        count = len(plan.jobs)
+        what = (
+            "this job and all its steps"
+            if count == 1
+            else f"these {count} jobs and all their steps"
+        )
+        return click.confirm(f"Attribute {what} to role {plan.author!r}?", default=False)
+
+    with connect(conninfo) as catalog:
+        result = authorship.adopt(
+            catalog, list(jobs), unrecorded=unrecorded, author=author, confirm=confirm
+        )
+    if as_json:
+        _print(True, result.as_dict(), "")
+    elif not result.jobs:
+        click.echo("nothing to adopt")
+    elif result.applied:
+        click.echo(f"adopted {len(result.jobs)} job(s): attributed to role {result.author!r}")
+    else:
+        click.echo("dry run: nothing was changed" if dry_run else "nothing was changed")
+    if dry_run and result.jobs:
+        sys.exit(EXIT_CHANGES)
+    if not result.applied and result.jobs and not dry_run:
+        sys.exit(EXIT_FAILED)
+
+
 def _enable_command(enabled: bool) -> Callable[..., None]:
     @click.argument("jobs", nargs=-1, required=True, metavar="JOB...")
     @db_option
@@ -358,15 +463,35 @@ def validate_command(paths: tuple[str, ...]) -> None:
     help="Also delete jobs that apply manages (@MANAGED_BY=pyagent; in their comment) and "
     "that are in none of the files. Hand-made jobs are never deleted.",
 )
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOCK_TIMEOUT,
+    show_default=True,
+    envvar="PYAGENT_APPLY_LOCK_TIMEOUT",
+    metavar="SECONDS",
+    help="Wait this long for another apply to finish (and for rows others hold) "
+    f"before giving up with exit status {EXIT_LOCK_TIMEOUT} (env PYAGENT_APPLY_LOCK_TIMEOUT).",
+)
 @handle_errors
-def apply_command(
-    conninfo: str | None, as_json: bool, paths: tuple[str, ...], dry_run: bool, prune: bool
+def apply_command(  # noqa: PLR0917 - click passes options as keywords
+    conninfo: str | None,
+    as_json: bool,
+    paths: tuple[str, ...],
+    dry_run: bool,
+    prune: bool,
+    lock_timeout: float,
 ) -> None:
     """Make the database match the job files, in one transaction.
 
     Prints the plan first: jobs created, changed (field by field) and deleted. Jobs are
     matched by name and updated in place, so their ids and run history stay. Applying
     the same files again changes nothing.
+
+    Applies run one at a time: one started while another runs waits for it (saying so),
+    then plans from its result. A job edited by someone else (pgAdmin) after apply read it
+    is not written over: apply stops and changes nothing (exit status 8). A dry run never
+    waits.
     """
     from pyagent.jobs import plan as planner
     from pyagent.jobs import spec
@@ -379,7 +504,15 @@ def apply_command(
 
     with connect(conninfo) as catalog:
         try:
-            plan = planner.apply(catalog, specs, prune=prune, dry_run=dry_run, show=show)
+            plan = planner.apply(
+                catalog,
+                specs,
+                prune=prune,
+                dry_run=dry_run,
+                show=show,
+                say=lambda line: click.echo(line, err=True),
+                lock_timeout=lock_timeout,
+            )
         except spec.SpecError as exc:
             for problem in exc.problems:
                 click.echo(f"error: {problem}", err=True)

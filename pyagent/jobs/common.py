@@ -15,6 +15,8 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from pyagent import conninfo as ci
+from pyagent.jobs.render import quoted
+from pyagent.safetext import safe_text
 from pyagent.store.catalog import Catalog, JobRecord
 
 # Exit statuses of the jobs commands (README "pyagent jobs", docs/jobs.md).
@@ -24,6 +26,8 @@ EXIT_USAGE = 2
 EXIT_CHANGES = 3  # apply --dry-run: the database differs from the files
 EXIT_TIMEOUT = 4  # run --wait --timeout: the run did not end in time
 EXIT_NO_AGENT = 5  # run: no live agent can pick the job up
+EXIT_LOCK_TIMEOUT = 7  # apply: another apply (or a row lock) outlasted --lock-timeout
+EXIT_CONFLICT = 8  # apply: a job it changes was edited by someone else after it read it
 
 APPLICATION_NAME = "pyagent jobs"
 
@@ -40,9 +44,10 @@ class JobsError(click.ClickException):
 
 
 def one_line(exc: BaseException) -> str:
+    """The first line of an error, escaped: a server message may quote job text."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
-    return ci.mask_text(first.strip())
+    return safe_text(ci.mask_text(first.strip()))
 
 
 def friendly_db_error(exc: psycopg.Error) -> JobsError:
@@ -125,6 +130,17 @@ class Zone:
         return value.astimezone(self.tz).isoformat() if value is not None else None
 
 
+def job_zone(desc: str) -> Zone | None:
+    """A job's own time zone (`@TIMEZONE=...;` in its comment), None when it has none or
+    names an unknown zone (pgAgent's behaviour then: the session's zone)."""
+    from zoneinfo import ZoneInfo
+
+    from pyagent.annotations import job_timezone
+
+    name = job_timezone(desc).name
+    return Zone(name, ZoneInfo(name)) if name is not None else None
+
+
 def session_zone(catalog: Catalog) -> Zone:
     info = catalog.session_info()
     tz = catalog.conn.info.timezone
@@ -146,7 +162,7 @@ def find_job(catalog: Catalog, ident: str) -> JobRecord:
         ids = catalog.job_ids_by_name(text)
     if not ids:
         close = [j.name for j in catalog.jobs() if j.name.lower() == text.lower()]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" (did you mean {quoted(close[0])}?)" if close else ""
         raise JobsError(f"no job named {text!r}{hint}; `pyagent jobs list` shows them")
     if len(ids) > 1:
         raise JobsError(

@@ -10,9 +10,10 @@ from typing import Any
 import yaml
 
 from pyagent.jobs import annot, cron
-from pyagent.jobs.common import Zone, by_job, find_job
+from pyagent.jobs.common import Zone, by_job, find_job, job_zone
 from pyagent.jobs.plan import is_managed
 from pyagent.jobs.spec import KIND_WORD, ON_ERROR_WORD
+from pyagent.safetext import INVISIBLE
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
 
@@ -24,6 +25,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if INVISIBLE.search(value):
+        # Double-quoted, so that dump() can spell the characters as escapes.
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     if "\n" in value:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
@@ -101,16 +105,27 @@ def job_document(
         doc["managed"] = False
     if comment:
         doc["comment"] = comment
-    for key in ("timeout", "retries", "retry_delay", "alert"):
+    for key in ("timeout", "retries", "retry_delay", "alert", "timezone"):
         if key in fields:
             doc[key] = _number_or_text(fields[key]) if key == "retries" else fields[key]
     doc["steps"] = [step_document(s) for s in steps]
-    doc["schedules"] = [schedule_document(s, zone) for s in schedules]
+    # A job with its own zone has its start/end written in that zone's local time.
+    stamps_zone = job_zone(job.desc) or zone
+    doc["schedules"] = [schedule_document(s, stamps_zone) for s in schedules]
     return doc
 
 
+def _yaml_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def dump(docs: Sequence[dict[str, Any]]) -> str:
-    return yaml.dump_all(
+    """The documents as YAML. YAML escapes control characters itself but writes
+    bidirectional and other invisible format characters as they are; those are written as
+    escapes too (inside double-quoted scalars), so the text stays exact and the terminal
+    showing it sees nothing it acts on."""
+    text = yaml.dump_all(
         docs,
         Dumper=_Dumper,
         sort_keys=False,
@@ -119,6 +134,7 @@ def dump(docs: Sequence[dict[str, Any]]) -> str:
         width=100,
         explicit_start=len(docs) > 1,
     )
+    return INVISIBLE.sub(_yaml_escape, text)
 
 
 def file_stem(name: str) -> str:

@@ -3,15 +3,21 @@ what it holds, as data (for --json) and as text."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from pyagent import schedule as pyschedule
+from pyagent.annotations import job_timezone
 from pyagent.jobs import cron
 from pyagent.jobs.annot import job_fields, step_fields
-from pyagent.jobs.common import JobsError, Zone, by_job, find_job
-from pyagent.jobs.render import duration, indent, seconds, shorten, table
+from pyagent.jobs.common import JobsError, Zone, by_job, find_job, job_zone
+from pyagent.jobs.render import duration, indent, quoted, seconds, shorten, table
 from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
+from pyagent.safetext import safe_text
+from pyagent.store.authorship import AuthorRecord, ObjectKind, RunAuthor
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -120,6 +126,7 @@ def _list_data(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> d
         "enabled": job.enabled,
         "host_agent": job.hostagent,
         "schedules": summaries,
+        "timezone": job_timezone(job.desc).name,
         "next_run": zone.iso(job.next_run),
         "last_run": _last_run(job, zone),
         "running": _running(job),
@@ -130,6 +137,9 @@ def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> li
     """One job's row of the `jobs list` table."""
     active = [s for s in summaries if s["enabled"]]
     sched_text = "; ".join(s["cron"] or s["words"] for s in active) or "-"
+    own_zone = job_timezone(job.desc).name
+    if own_zone is not None and active:
+        sched_text = f"{sched_text} ({own_zone})"
     last = "-"
     if job.last_status is not None:
         last = f"{job.last_status.label} {duration(job.last_duration)}".strip()
@@ -144,7 +154,7 @@ def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> li
         job.name,
         job.class_name,
         "yes" if job.enabled else "no",
-        shorten(sched_text, 40),
+        shorten(sched_text, 48),
         zone.fmt(job.next_run, seconds=False),
         last,
         run_now,
@@ -199,9 +209,12 @@ def show_job(
     steps = catalog.steps([job.jobid])
     schedules = catalog.schedules([job.jobid])
     now = catalog.session_info().now
-    upcoming = next_runs(schedules, now, zone, count) if job.enabled else []
+    own = job_zone(job.desc)
+    upcoming = next_runs(schedules, now, own or zone, count) if job.enabled else []
     recent = catalog.runs(job.jobid, limit=runs)
     comment, annotations = job_fields(job.desc)
+    drift = next_run_drift(catalog, job, now, own, zone)
+    authors = _authors(catalog, job.jobid)
     data: dict[str, Any] = {
         "id": job.jobid,
         "name": job.name,
@@ -213,7 +226,9 @@ def show_job(
         "created": zone.iso(job.created),
         "changed": zone.iso(job.changed),
         "timezone": zone.name,
+        "job_timezone": own.name if own else None,
         "next_run": zone.iso(job.next_run),
+        "next_run_drift": drift.as_dict(zone) if drift else None,
         "next_runs_computed": [zone.iso(t) for t in upcoming],
         "last_run": _last_run(job, zone),
         "running": _running(job),
@@ -221,14 +236,28 @@ def show_job(
         "schedules": [_schedule_data(s, zone) for s in schedules],
         "recent_runs": [_run_data(r, zone) for r in recent],
     }
+    if authors is not None:
+        data["author"] = _author_data(authors.get(("j", job.jobid)), zone)
+        for step_data in data["steps"]:
+            step_data["author"] = _author_data(authors.get(("s", step_data["id"])), zone)
     out = [
-        *_show_job_lines(job, zone, comment, annotations),
+        *_show_job_lines(
+            job,
+            zone,
+            comment,
+            annotations,
+            own,
+            author_lines=_show_author_line(
+                "  author:      ", authors, ("j", job.jobid), job.jobid, zone
+            ),
+        ),
+        *([drift.text(zone)] if drift else []),
         "",
-        *_show_step_lines(steps),
+        *_show_step_lines(steps, authors, zone),
         "",
         *_show_schedule_lines(schedules, zone),
         "",
-        *_show_next_run_lines(job, upcoming, zone),
+        *_show_next_run_lines(job, upcoming, zone, own),
         "",
         f"recent runs ({len(recent)}):",
         *("  " + line for line in _runs_table(recent, zone, with_job=False).splitlines()),
@@ -237,25 +266,81 @@ def show_job(
 
 
 def _show_job_lines(
-    job: JobRecord, zone: Zone, comment: str, annotations: dict[str, str]
+    job: JobRecord,
+    zone: Zone,
+    comment: str,
+    annotations: dict[str, str],
+    own: Zone | None,
+    *,
+    author_lines: list[str] | None = None,
 ) -> list[str]:
-    out = [f"job {job.jobid}: {job.name}"]
-    out.append(f"  class:       {job.class_name}")
+    out = [f"job {job.jobid}: {safe_text(job.name)}"]
+    out.append(f"  class:       {safe_text(job.class_name)}")
     out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
-    out.append(f"  host agent:  {job.hostagent or '(any)'}")
+    out.append(f"  host agent:  {safe_text(job.hostagent) or '(any)'}")
+    out.extend(author_lines or [])
     if comment:
         out.append("  comment:")
-        out.append(indent(comment, "    "))
+        out.append(indent(safe_text(comment, block=True), "    "))
     for name, value in annotations.items():
-        out.append(f"  {name + ':':<12} {value}   (annotation)")
+        note = "annotation"
+        if name == "timezone" and own is None:
+            note = "annotation; not a known time zone name, so ignored"
+        out.append(f"  {safe_text(name) + ':':<12} {safe_text(value)}   ({note})")
     if job.agent_pid is not None:
-        out.append(f"  running now: on {job.agent_station or '?'} (agent pid {job.agent_pid})")
+        station = safe_text(job.agent_station or "?")
+        out.append(f"  running now: on {station} (agent pid {job.agent_pid})")
     out.append(f"  next run:    {zone.fmt(job.next_run)}   (pga_job.jobnextrun)")
     out.append(f"  times in {zone.name} (the database session's TimeZone)")
     return out
 
 
-def _show_step_lines(steps: list[StepRecord]) -> list[str]:
+def _authors(catalog: Catalog, jobid: int) -> dict[tuple[ObjectKind, int], AuthorRecord] | None:
+    """The authorship records of a job and its steps; None when pyagent's authorship
+    extra is not installed or this role cannot read it."""
+    records = catalog.authorship
+    if not records.access().read_authors:
+        return None
+    return records.authors([jobid])
+
+
+def _author_data(record: AuthorRecord | None, zone: Zone) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "role": record.author,
+        "changed": zone.iso(record.changed_at),
+        "current": record.current,
+    }
+
+
+def _show_author_line(
+    prefix: str,
+    authors: dict[tuple[ObjectKind, int], AuthorRecord] | None,
+    key: tuple[ObjectKind, int],
+    jobid: int,
+    zone: Zone,
+) -> list[str]:
+    """Who last changed what decides what runs (the job's on/off and host agent; a
+    step's code, kind, target and on/off); nothing when authorship is not installed."""
+    if authors is None:
+        return []
+    record = authors.get(key)
+    adopt = f"(--step-rights author refuses it; after review: pyagent jobs adopt {jobid})"
+    if record is None:
+        return [f"{prefix}none recorded {adopt}"]
+    when = zone.fmt(record.changed_at)
+    if not record.current:
+        return [f"{prefix}{record.author} at {when}, but changed since without a record {adopt}"]
+    what = "on/off, host agent" if key[0] == "j" else "code, kind, target, on/off"
+    return [f"{prefix}{record.author} at {when} ({what})"]
+
+
+def _show_step_lines(
+    steps: list[StepRecord],
+    authors: dict[tuple[ObjectKind, int], AuthorRecord] | None = None,
+    zone: Zone | None = None,
+) -> list[str]:
     enabled_steps = [s for s in steps if s.enabled]
     out = [f"steps ({len(enabled_steps)} enabled of {len(steps)}, in execution order):"]
     if not steps:
@@ -264,12 +349,20 @@ def _show_step_lines(steps: list[StepRecord]) -> list[str]:
         d = _step_data(step)
         where = d["database"] or (d["connection"] and f"connection {d['connection']}") or "shell"
         flags = "" if step.enabled else "   [disabled]"
-        out.append(f"  {i}. {step.name}  ({d['kind']}, {where}, on error: {d['on_error']}){flags}")
+        out.append(
+            f"  {i}. {safe_text(step.name)}  ({d['kind']}, {safe_text(where)}, "
+            f"on error: {d['on_error']}){flags}"
+        )
         if d["description"]:
-            out.append(f"     description: {shorten(d['description'], 70)}")
+            out.append(f"     description: {safe_text(shorten(d['description'], 70))}")
         for name, value in d["annotations"].items():
-            out.append(f"     {name}: {value}   (annotation)")
-        out.append(indent(step.code.rstrip("\n") or "(empty)", "       | "))
+            out.append(f"     {safe_text(name)}: {safe_text(value)}   (annotation)")
+        if zone is not None:
+            out.extend(
+                _show_author_line("     author: ", authors, ("s", step.jstid), step.jobid, zone)
+            )
+        code = safe_text(step.code.rstrip("\n"), block=True) or "(empty)"
+        out.append(indent(code, "       | "))
     return out
 
 
@@ -279,7 +372,7 @@ def _show_schedule_lines(schedules: list[ScheduleRecord], zone: Zone) -> list[st
         d = _schedule_data(sched, zone)
         flags = "" if sched.enabled else "   [disabled]"
         cron_text = f"   cron: {d['cron']}" if d["cron"] else "   (no cron equivalent)"
-        out.append(f"  - {sched.name}: {d['words']}{cron_text}{flags}")
+        out.append(f"  - {safe_text(sched.name)}: {d['words']}{cron_text}{flags}")
         out.append(
             f"    from {zone.fmt(sched.start)}"
             + (f" until {zone.fmt(sched.end)}" if sched.end else "")
@@ -292,14 +385,89 @@ def _show_schedule_lines(schedules: list[ScheduleRecord], zone: Zone) -> list[st
     return out
 
 
-def _show_next_run_lines(job: JobRecord, upcoming: list[datetime], zone: Zone) -> list[str]:
+def _show_next_run_lines(
+    job: JobRecord, upcoming: list[datetime], zone: Zone, own: Zone | None
+) -> list[str]:
     if not job.enabled:
         return ["next runs: none, the job is disabled"]
-    out = ["next runs (computed by pyagent.schedule):"]
-    out.extend(f"  {zone.fmt(t)}" for t in upcoming)
+    if own is None:
+        out = ["next runs (computed by pyagent.schedule):"]
+        out.extend(f"  {zone.fmt(t)}" for t in upcoming)
+    else:
+        out = [f"next runs (computed by pyagent.schedule, schedules read in {own.name}):"]
+        out.extend(f"  {zone.fmt(t)}   ({own.fmt(t, seconds=False)})" for t in upcoming)
     if not upcoming:
         out.append("  (none)")
     return out
+
+
+# --- drift of the stored next run -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextRunDrift:
+    """A stored next run that is not what the job's schedules give now in its zone."""
+
+    stored: datetime | None
+    expected: datetime | None
+    zone: str  # the zone the schedules were read in
+    own_zone: bool  # the job's @TIMEZONE (else the session's TimeZone)
+    session_match: bool  # the stored value is what the schedules give in the session's zone
+
+    def reason(self, session: Zone) -> str:
+        if self.stored is None:
+            return "no next run is stored, so no agent will start it"
+        if self.own_zone and self.session_match:
+            return (
+                f"it was computed in {session.name}, this session's TimeZone: something "
+                "without pyagent's time-zone support wrote it (an old agent, or an edit "
+                "without `pyagent schema add-extras`); the next run by a pyagent agent "
+                "corrects it"
+            )
+        return (
+            "it was computed in another time zone (an agent's or an editor's session "
+            "TimeZone differs from this one), or set by a retry or by hand"
+        )
+
+    def text(self, session: Zone) -> str:
+        return (
+            f"  ! next run {session.fmt(self.stored)} is not what the schedules give now in "
+            f"{self.zone} ({session.fmt(self.expected)}): {self.reason(session)}"
+        )
+
+    def as_dict(self, session: Zone) -> dict[str, Any]:
+        return {
+            "stored": session.iso(self.stored),
+            "expected": session.iso(self.expected),
+            "zone": self.zone,
+            "reason": self.reason(session),
+        }
+
+
+def next_run_drift(
+    catalog: Catalog, job: JobRecord, now: datetime, own: Zone | None, session: Zone
+) -> NextRunDrift | None:
+    """Whether the job's stored next run differs from what the schema's own function gives
+    now, with its schedules read in the job's zone (or the session's). A due or running job,
+    or a disabled one, is not judged: its next run is computed when its run ends."""
+    if not job.enabled or job.agent_pid is not None:
+        return None
+    if job.next_run is not None and job.next_run <= now:
+        return None
+    try:
+        expected = catalog.schedules_next_run(job.jobid, own.name if own else None)
+        if expected == job.next_run:
+            return None
+        in_session = catalog.schedules_next_run(job.jobid, None) if own is not None else expected
+    except psycopg.Error:
+        return None  # the schema's function fails for these schedules: nothing to compare
+    return NextRunDrift(
+        job.next_run,
+        expected,
+        own.name if own else session.name,
+        own is not None,
+        in_session == job.next_run,
+    )
 
 
 # --- history and logs ---------------------------------------------------------------------
@@ -316,10 +484,18 @@ def _run_data(run: RunRecord, zone: Zone) -> dict[str, Any]:
     }
 
 
-def _runs_table(runs: list[RunRecord], zone: Zone, *, with_job: bool = True) -> str:
+def _runs_table(
+    runs: list[RunRecord],
+    zone: Zone,
+    *,
+    with_job: bool = True,
+    run_authors: dict[int, RunAuthor] | None = None,
+) -> str:
     if not runs:
         return "(no runs)"
     headers = ["RUN", *(["JOB"] if with_job else []), "STATUS", "START", "DURATION"]
+    if run_authors is not None:
+        headers.append("LAST CHANGED BY")
     rows = [
         [
             str(r.jlgid),
@@ -327,10 +503,24 @@ def _runs_table(runs: list[RunRecord], zone: Zone, *, with_job: bool = True) -> 
             r.status.label,
             zone.fmt(r.start),
             duration(r.duration),
+            *([_run_author_text(run_authors.get(r.jlgid))] if run_authors is not None else []),
         ]
         for r in runs
     ]
     return table(headers, rows)
+
+
+def _run_author_text(found: RunAuthor | None) -> str:
+    return found.author if found is not None else "-"
+
+
+def _run_authors(catalog: Catalog, runs: list[RunRecord]) -> dict[int, RunAuthor] | None:
+    """Who made the last change to what each run ran, before it started (pyagent's change
+    log); None when the change log is not installed or not readable by this role."""
+    records = catalog.authorship
+    if not runs or not records.access().read_changes:
+        return None
+    return records.run_authors([r.jlgid for r in runs])
 
 
 def history(
@@ -338,7 +528,17 @@ def history(
 ) -> tuple[list[dict[str, Any]], str]:
     jobid = find_job(catalog, ident).jobid if ident else None
     runs = catalog.runs(jobid, limit=limit, failed_only=failed)
-    return [_run_data(r, zone) for r in runs], _runs_table(runs, zone)
+    run_authors = _run_authors(catalog, runs)
+    data = [_run_data(r, zone) for r in runs]
+    if run_authors is not None:
+        for item in data:
+            found = run_authors.get(item["run"])
+            item["last_changed_by"] = (
+                None
+                if found is None
+                else {"role": found.author, "changed": zone.iso(found.changed_at)}
+            )
+    return data, _runs_table(runs, zone, run_authors=run_authors)
 
 
 def step_status(status: RunStatus) -> str:
@@ -360,8 +560,12 @@ def step_run_data(step: StepRunRecord, zone: Zone) -> dict[str, Any]:
 
 def step_run_text(step: StepRunRecord) -> str:
     result = "" if step.result is None else f", result {step.result}"
-    line = f"step {step.step_name!r}: {step_status(step.status)}{result}, {duration(step.duration)}"
-    output = (step.output or "").rstrip("\n")
+    line = (
+        f"step {quoted(step.step_name)}: {step_status(step.status)}{result}, "
+        f"{duration(step.duration)}"
+    )
+    # Shown as a block: its lines stay lines, every control made visible (pyagent.safetext).
+    output = safe_text((step.output or "").rstrip("\n"), block=True)
     return line + ("\n" + indent(output, "    | ") if output else "")
 
 
@@ -370,7 +574,7 @@ def logs(catalog: Catalog, zone: Zone, ident: str, *, last: bool) -> tuple[dict[
         job = find_job(catalog, ident)
         found = catalog.runs(job.jobid, limit=1)
         if not found:
-            raise JobsError(f"job {job.name!r} (id {job.jobid}) has not run yet")
+            raise JobsError(f"job {quoted(job.name)} (id {job.jobid}) has not run yet")
         run = found[0]
     else:
         if not ident.strip().isdigit():
@@ -386,7 +590,7 @@ def logs(catalog: Catalog, zone: Zone, ident: str, *, last: bool) -> tuple[dict[
     steps = catalog.step_runs(run.jlgid)
     data = _run_data(run, zone) | {"steps": [step_run_data(s, zone) for s in steps]}
     head = (
-        f"run {run.jlgid} of job {run.jobname!r} ({run.jobid}): {run.status.label}, "
+        f"run {run.jlgid} of job {quoted(run.jobname)} ({run.jobid}): {run.status.label}, "
         f"started {zone.fmt(run.start)}, {duration(run.duration)}"
     )
     body = [step_run_text(s) for s in steps] or ["(no step ran)"]
@@ -408,9 +612,14 @@ def set_enabled(
                 data.append(
                     {"id": job.jobid, "name": job.name, "enabled": enabled, "changed": False}
                 )
-                lines.append(f"job {job.name!r} ({job.jobid}) was already {word}")
+                lines.append(f"job {quoted(job.name)} ({job.jobid}) was already {word}")
                 continue
             nextrun = catalog.set_enabled(job.jobid, enabled)
+            own = job_zone(job.desc)
+            if enabled and own is not None:
+                # The schema's trigger read the schedules in this session's zone.
+                catalog.reschedule_job(job.jobid, own.name)
+                nextrun = catalog.jobs([job.jobid])[0].next_run
             data.append(
                 {
                     "id": job.jobid,
@@ -421,5 +630,5 @@ def set_enabled(
                 }
             )
             tail = f"; next run {zone.fmt(nextrun)}" if enabled else ""
-            lines.append(f"job {job.name!r} ({job.jobid}) {word}{tail}")
+            lines.append(f"job {quoted(job.name)} ({job.jobid}) {word}{tail}")
     return data, "\n".join(lines)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
-from pyagent.jobs import annot, cron
+from pyagent.jobs import annot, applylock, cron
 from pyagent.jobs.common import by_job
+from pyagent.jobs.render import quoted
 from pyagent.jobs.spec import (
     KIND_WORD,
     NATIVE_FIELDS,
@@ -30,6 +31,7 @@ from pyagent.jobs.spec import (
     StepSpec,
     step_order_problem,
 )
+from pyagent.safetext import safe_text
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -61,17 +63,21 @@ class Plan:
     changes: list[JobChange]
     unchanged: list[str]
     ops: list[tuple[int, Callable[[Catalog], None]]] = field(default_factory=list)
+    read: applylock.RowsRead = field(default_factory=applylock.RowsRead)
 
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
 
     def text(self) -> str:
+        """The plan for the terminal; job text in it is escaped (pyagent.safetext)."""
         lines: list[str] = []
         marks = {"create": "+", "change": "~", "delete": "-"}
         for change in self.changes:
             ident = f" (id {change.jobid})" if change.jobid is not None else ""
-            lines.append(f"{marks[change.action]} job {change.name!r}{ident}: {change.action}")
+            lines.append(
+                f"{marks[change.action]} job {quoted(change.name)}{ident}: {change.action}"
+            )
             lines.extend(f"    {detail}" for detail in change.details)
         counts = {a: sum(1 for c in self.changes if c.action == a) for a in marks}
         if self.changes:
@@ -96,7 +102,7 @@ class Plan:
 
 
 # Phases of execution.
-DELETE_JOBS, DELETE_CHILDREN, UPDATE, INSERT, TOUCH = range(5)
+DELETE_JOBS, DELETE_CHILDREN, UPDATE, INSERT, TOUCH, RESCHEDULE = range(6)
 
 
 def is_managed(desc: str) -> bool:
@@ -107,8 +113,7 @@ def _show(value: object) -> str:
     if value is None:
         return "(none)"
     if isinstance(value, str):
-        text = value if len(value) <= 60 else value[:59] + "…"
-        return repr(text)
+        return quoted(value if len(value) <= 60 else value[:59] + "…")
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     return str(value)
@@ -119,7 +124,7 @@ def _text_diff(label: str, old: str, new: str) -> list[str]:
         return [f"{label}: {_show(old)} -> {_show(new)}"]
     diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1))[2:]
     shown = diff[:20] + ([f"... ({len(diff) - 20} more diff lines)"] if len(diff) > 20 else [])
-    return [f"{label}: changed", *(f"    {line}" for line in shown)]
+    return [f"{label}: changed", *(f"    {safe_text(line, block=True)}" for line in shown)]
 
 
 # --- desired rows -------------------------------------------------------------------------
@@ -131,13 +136,14 @@ class Context:
 
     classes: dict[str, int]
     class_names: dict[int, str]
-    stamps: dict[str, datetime]
+    # Start/end texts without a zone, as read in (the job's zone or, None, the session's).
+    stamps: dict[tuple[str, str | None], datetime]
 
 
-def _stamp(context: Context, stamp: Stamp | None) -> datetime | None:
+def _stamp(context: Context, stamp: Stamp | None, zone: str | None) -> datetime | None:
     if stamp is None:
         return None
-    return stamp.aware if stamp.aware is not None else context.stamps[stamp.text]
+    return stamp.aware if stamp.aware is not None else context.stamps[stamp.text, zone]
 
 
 def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
@@ -158,17 +164,14 @@ def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
     )
 
 
-def _schedule_values(
-    context: Context, spec: ScheduleSpec, existing: ScheduleRecord | None
-) -> ScheduleValues:
+def _schedule_values(context: Context, spec: ScheduleSpec, zone: str | None) -> ScheduleValues:
     f = spec.fields
-    start = _stamp(context, spec.start)
     return ScheduleValues(
         name=spec.name,
         desc=spec.description,
         enabled=spec.enabled,
-        start=start,
-        end=_stamp(context, spec.end),
+        start=_stamp(context, spec.start, zone),
+        end=_stamp(context, spec.end, zone),
         minutes=f.minutes,
         hours=f.hours,
         weekdays=f.weekdays,
@@ -200,7 +203,7 @@ def _pairs(
 
 
 def _step_words(values: StepValues) -> str:
-    where = values.dbname and f"database {values.dbname}"
+    where = values.dbname and f"database {safe_text(values.dbname)}"
     where = where or (values.connstr and "connection string") or "shell"
     return f"{KIND_WORD[values.kind]}, {where}, on error {ON_ERROR_WORD[values.onerror]}"
 
@@ -284,13 +287,16 @@ def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
     collation, and ambiguous names. Raises SpecError listing every problem."""
     classes = catalog.job_classes()
     by_name = {c.name: c.jclid for c in classes}
-    problems = _class_problems(specs, by_name, ", ".join(c.name for c in classes))
+    problems = _class_problems(specs, by_name, ", ".join(quoted(c.name) for c in classes))
     existing_dbs = _existing_databases(catalog, specs)
     for spec in specs:
         problems += _database_problems(spec, existing_dbs)
         problems += _collation_problems(catalog, spec)
     for spec in specs:
         problems += _ambiguous_name_problems(catalog, spec)
+    problems += _zone_problems(catalog, specs)
+    if problems:
+        raise SpecError(problems)
     stamps = _resolve_stamps(catalog, specs)
     problems += _start_end_problems(specs, stamps)
     if problems:
@@ -364,28 +370,53 @@ def _ambiguous_name_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
     ]
 
 
-def _resolve_stamps(catalog: Catalog, specs: Sequence[JobSpec]) -> dict[str, datetime]:
-    """Start and end times written without a zone, read in the session's TimeZone."""
-    texts = sorted(
-        {
-            stamp.text
-            for spec in specs
-            for sched in spec.schedules
-            for stamp in (sched.start, sched.end)
-            if stamp is not None and stamp.aware is None
-        }
-    )
-    return dict(zip(texts, catalog.resolve_timestamps(texts), strict=True))
+def _resolve_stamps(
+    catalog: Catalog, specs: Sequence[JobSpec]
+) -> dict[tuple[str, str | None], datetime]:
+    """Start and end times written without a zone, read in the job's time zone when it has
+    one, else in the session's TimeZone."""
+    wanted: dict[str | None, set[str]] = {}
+    for spec in specs:
+        for sched in spec.schedules:
+            for stamp in (sched.start, sched.end):
+                if stamp is not None and stamp.aware is None:
+                    wanted.setdefault(spec.timezone, set()).add(stamp.text)
+    resolved: dict[tuple[str, str | None], datetime] = {}
+    for zone, found in wanted.items():
+        texts = sorted(found)
+        for text, value in zip(texts, catalog.resolve_timestamps(texts, zone), strict=True):
+            resolved[text, zone] = value
+    return resolved
 
 
-def _start_end_problems(specs: Sequence[JobSpec], stamps: dict[str, datetime]) -> list[Problem]:
+def _zone_problems(catalog: Catalog, specs: Sequence[JobSpec]) -> list[Problem]:
+    """Zones the files name that this server's tz database does not know (the files were
+    checked against the local one)."""
+    zones = sorted({spec.timezone for spec in specs if spec.timezone is not None})
+    unknown = set(zones) - catalog.known_timezones(zones) if zones else set()
+    return [
+        Problem(
+            spec.file,
+            spec.lines.get("timezone", spec.line),
+            "timezone",
+            f"{spec.timezone!r} is not a time zone this database server knows "
+            "(its tz database is older or newer than this machine's)",
+        )
+        for spec in specs
+        if spec.timezone in unknown
+    ]
+
+
+def _start_end_problems(
+    specs: Sequence[JobSpec], stamps: dict[tuple[str, str | None], datetime]
+) -> list[Problem]:
     problems: list[Problem] = []
     for spec in specs:
         for sched in spec.schedules:
             start, end = sched.start, sched.end
             if start and end:
-                s = start.aware or stamps[start.text]
-                e = end.aware or stamps[end.text]
+                s = start.aware or stamps[start.text, spec.timezone]
+                e = end.aware or stamps[end.text, spec.timezone]
                 if e < s:
                     problems.append(
                         Problem(
@@ -437,6 +468,7 @@ def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Pla
                     )
                 )
                 plan.ops.append((DELETE_JOBS, _deleter(job.jobid)))
+                plan.read.deleting(job)
     return plan
 
 
@@ -448,15 +480,17 @@ def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> Non
     managed = spec.managed if spec.managed is not None else True
     values = JobValues(jclid, spec.name, spec.desc(managed), spec.host_agent, spec.enabled)
     step_values = [_step_values(s, None) for s in spec.steps]
-    sched_values = [(_schedule_values(context, s, None), s) for s in spec.schedules]
-    details = [f"class {context.class_names.get(jclid, jclid)!r}, enabled {spec.enabled}"]
+    sched_values = [(_schedule_values(context, s, spec.timezone), s) for s in spec.schedules]
+    details = [f"class {_show(context.class_names.get(jclid, str(jclid)))}, enabled {spec.enabled}"]
     if managed:
         details.append("marked @MANAGED_BY=pyagent; in its comment")
-    details += [f"+ step {v.name!r} ({_step_words(v)})" for v in step_values]
+    details += [f"+ step {quoted(v.name)} ({_step_words(v)})" for v in step_values]
     details += [
-        f"+ schedule {v.name!r} ({_schedule_words(cron.Fields.of(v))})" for v, _ in sched_values
+        f"+ schedule {quoted(v.name)} ({_schedule_words(cron.Fields.of(v))})"
+        for v, _ in sched_values
     ]
     plan.changes.append(JobChange("create", spec.name, None, details))
+    plan.read.creating(spec.name)
 
     def create(catalog: Catalog) -> None:
         jobid = catalog.insert_job(values)
@@ -466,6 +500,9 @@ def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> Non
             jscid = catalog.insert_schedule(jobid, sched)
             for exc in sched_spec.exceptions:
                 catalog.insert_exception(jscid, exc.date, exc.time)
+        if spec.timezone is not None:
+            # The schema's trigger read the schedules in this session's zone.
+            catalog.reschedule_job(jobid, spec.timezone)
 
     plan.ops.append((INSERT, create))
 
@@ -483,14 +520,23 @@ def _plan_update(  # noqa: PLR0917
     jobid = old.jobid
     job_row_changed = _update_job_row(edits, context, spec, jclid, old)
     _update_steps(edits, jobid, spec.steps, old_steps)
-    _update_schedules(edits, context, jobid, spec.schedules, old_schedules)
+    schedules_changed = _update_schedules(edits, context, spec, jobid, old_schedules)
     if not edits.ops:
         plan.unchanged.append(spec.name)
         return
     if not job_row_changed:
         edits.ops.append((TOUCH, lambda catalog: catalog.touch_job(jobid)))
+    old_zone = annot.job_fields(old.desc)[1].get("timezone", "").strip() or None
+    zone_changed = old_zone != spec.timezone
+    enabled_now = spec.enabled and not old.enabled
+    if zone_changed or (spec.timezone is not None and (schedules_changed or enabled_now)):
+        # The schema's trigger reads schedules in this session's zone (or did, for the old
+        # zone): compute the next run again, in the job's zone.
+        zone = spec.timezone
+        edits.ops.append((RESCHEDULE, lambda catalog: catalog.reschedule_job(jobid, zone)))
     plan.changes.append(JobChange("change", spec.name, jobid, edits.details))
     plan.ops.extend(edits.ops)
+    plan.read.changing(old, old_steps, old_schedules)
 
 
 @dataclass
@@ -513,7 +559,7 @@ def _update_job_row(
         desc = old.desc
     new_class = next((k for k, v in context.classes.items() if v == jclid), None)
     if old.class_name != new_class:
-        edits.details.append(f"class: {old.class_name!r} -> {new_class!r}")
+        edits.details.append(f"class: {_show(old.class_name)} -> {_show(new_class)}")
     if old.enabled != spec.enabled:
         edits.details.append(f"enabled: {old.enabled} -> {spec.enabled}")
     if old.hostagent != spec.host_agent:
@@ -539,7 +585,7 @@ def _job_desc_diff(old_desc: str, spec: JobSpec, was_managed: bool, managed: boo
     if old_comment != spec.comment:
         out.extend(_text_diff("comment", old_comment, spec.comment))
     new_fields = spec.annotation_fields(managed)
-    for key in ("timeout", "retries", "retry_delay", "alert"):
+    for key in ("timeout", "retries", "retry_delay", "alert", "timezone"):
         if old_fields.get(key) != new_fields.get(key):
             out.append(f"{key}: {_show(old_fields.get(key))} -> {_show(new_fields.get(key))}")
     if was_managed != managed:
@@ -558,50 +604,49 @@ def _update_steps(
         step_new = _step_values(step_spec, step_old)
         diff = _step_diff(step_old, step_new)
         if diff:
-            edits.details.append(f"~ step {step_spec.name!r}:")
+            edits.details.append(f"~ step {quoted(step_spec.name)}:")
             edits.details.extend(f"    {line}" for line in diff)
             edits.ops.append((UPDATE, _step_updater(step_old.jstid, step_new)))
     for step_old in gone_steps:
-        edits.details.append(f"- step {step_old.name!r}")
+        edits.details.append(f"- step {quoted(step_old.name)}")
         edits.ops.append((DELETE_CHILDREN, _step_deleter(step_old.jstid)))
     for step_spec in new_steps:
         step_new = _step_values(step_spec, None)
-        edits.details.append(f"+ step {step_new.name!r} ({_step_words(step_new)})")
+        edits.details.append(f"+ step {quoted(step_new.name)} ({_step_words(step_new)})")
         edits.ops.append((INSERT, _step_inserter(jobid, step_new)))
 
 
 def _update_schedules(
-    edits: _Edits,
-    context: Context,
-    jobid: int,
-    wanted: Sequence[ScheduleSpec],
-    existing: list[ScheduleRecord],
-) -> None:
-    """Schedules matched by name, as steps are; an exception moves with its schedule."""
-    pairs, new_scheds, gone_scheds = _pairs(wanted, existing, lambda s: s.name)
+    edits: _Edits, context: Context, job: JobSpec, jobid: int, existing: list[ScheduleRecord]
+) -> bool:
+    """Schedules matched by name, as steps are; an exception moves with its schedule.
+    True when any schedule or exception changes."""
+    before = len(edits.ops)
+    pairs, new_scheds, gone_scheds = _pairs(job.schedules, existing, lambda s: s.name)
     for sched_spec, sched_old in pairs:
-        _update_schedule(edits, context, sched_spec, sched_old)
+        _update_schedule(edits, context, sched_spec, sched_old, job.timezone)
     for sched_old in gone_scheds:
-        edits.details.append(f"- schedule {sched_old.name!r}")
+        edits.details.append(f"- schedule {quoted(sched_old.name)}")
         edits.ops.append((DELETE_CHILDREN, _schedule_deleter(sched_old.jscid)))
     for sched_spec in new_scheds:
-        sched_new = _schedule_values(context, sched_spec, None)
+        sched_new = _schedule_values(context, sched_spec, job.timezone)
         words = _schedule_words(cron.Fields.of(sched_new))
-        edits.details.append(f"+ schedule {sched_new.name!r} ({words})")
+        edits.details.append(f"+ schedule {quoted(sched_new.name)} ({words})")
         edits.ops.append((INSERT, _schedule_inserter(jobid, sched_new, sched_spec)))
+    return len(edits.ops) > before
 
 
 def _update_schedule(
-    edits: _Edits, context: Context, spec: ScheduleSpec, old: ScheduleRecord
+    edits: _Edits, context: Context, spec: ScheduleSpec, old: ScheduleRecord, zone: str | None
 ) -> None:
     """One schedule that stays: its row and its exceptions, each changed only if needed."""
-    new = _schedule_values(context, spec, old)
+    new = _schedule_values(context, spec, zone)
     old_exc = {(e.date, e.time): e.jexid for e in old.exceptions}
     new_exc = {(e.date, e.time) for e in spec.exceptions}
     diff = _schedule_diff(old, new, set(old_exc), new_exc)
     if not diff:
         return
-    edits.details.append(f"~ schedule {spec.name!r}:")
+    edits.details.append(f"~ schedule {quoted(spec.name)}:")
     edits.details.extend(f"    {line}" for line in diff)
     if not _same_schedule_row(old, new):
         edits.ops.append((UPDATE, _schedule_updater(old.jscid, new)))
@@ -673,11 +718,22 @@ def apply(
     prune: bool,
     dry_run: bool,
     show: Callable[[Plan], None],
+    say: Callable[[str], None],
+    lock_timeout: float = applylock.DEFAULT_LOCK_TIMEOUT,
 ) -> Plan:
-    """Plan and (unless dry_run) execute, all inside one transaction."""
-    with catalog.transaction():
+    """Plan and (unless dry_run) execute, all inside one transaction.
+
+    An apply first waits (up to lock_timeout seconds in all) for any other apply to commit,
+    then plans from the database as it is; just before writing it locks the rows it changes
+    and stops if someone changed them since it read them. A dry run reads one snapshot and
+    neither waits nor makes anything wait."""
+    locks = applylock.ApplyLocks(catalog, lock_timeout, say)
+    with catalog.transaction(snapshot=dry_run):
+        if not dry_run:
+            locks.take_apply_lock()
         plan = make_plan(catalog, specs, prune=prune)
         show(plan)
         if not dry_run and plan.has_changes:
-            plan.execute(catalog)
+            locks.lock_as_read(plan.read)
+            locks.execute(plan.execute)
     return plan

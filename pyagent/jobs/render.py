@@ -1,4 +1,9 @@
-"""Plain-text and JSON output for the jobs commands."""
+"""Plain-text and JSON output for the jobs commands.
+
+Job text is untrusted: text output shows it through pyagent.safetext (table cells and
+`quoted` in single-line mode, blocks escaped by the caller in block mode); JSON keeps the
+exact text, with the characters a terminal acts on written as \\u escapes.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from enum import Enum
 from typing import Any
+
+from pyagent.safetext import safe_json, safe_text
 
 
 def duration(value: timedelta | float | None) -> str:
@@ -28,16 +35,23 @@ def seconds(value: timedelta | None) -> float | None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; the last column is not padded."""
+    """Columns padded to their widest cell; the last column is not padded. Cells are
+    escaped here (single-line), so pass them raw: one row stays one line."""
+    safe_rows = [[safe_text(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
-    for row in rows:
+    for row in safe_rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
     lines = []
-    for row in [list(headers), *[list(r) for r in rows]]:
+    for row in [list(headers), *safe_rows]:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def quoted(text: str) -> str:
+    """A name inside a sentence: 'name', escaped to one safe line."""
+    return f"'{safe_text(text)}'"
 
 
 def shorten(text: str, width: int) -> str:
@@ -46,6 +60,7 @@ def shorten(text: str, width: int) -> str:
 
 
 def indent(text: str, prefix: str = "    ") -> str:
+    """Each line of an (already escaped) block behind `prefix`."""
     return "\n".join(prefix + line if line else prefix.rstrip() for line in text.splitlines())
 
 
@@ -62,4 +77,4 @@ def _default(value: Any) -> Any:
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, default=_default, indent=2, ensure_ascii=False)
+    return safe_json(json.dumps(data, default=_default, indent=2, ensure_ascii=False))

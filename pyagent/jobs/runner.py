@@ -17,7 +17,8 @@ from pyagent.jobs.common import (
     find_job,
 )
 from pyagent.jobs.inspect import step_run_data, step_run_text
-from pyagent.jobs.render import duration, seconds
+from pyagent.jobs.render import duration, quoted, seconds
+from pyagent.safetext import safe_text
 from pyagent.store.catalog import AgentRecord, Catalog, JobRecord, RunRecord
 from pyagent.store.records import RunStatus
 
@@ -39,16 +40,17 @@ def agent_problem(job: JobRecord, agents: list[AgentRecord]) -> str | None:
     if job.hostagent:
         if any(a.station == job.hostagent for a in live):
             return None
-        stations = ", ".join(sorted({a.station for a in live})) or "none"
+        stations = ", ".join(sorted({safe_text(a.station) for a in live})) or "none"
         return (
-            f"job {job.name!r} may only run on host agent {job.hostagent!r}, and no live agent "
+            f"job {quoted(job.name)} may only run on host agent {quoted(job.hostagent)}, "
+            "and no live agent "
             f"has that station (live agents' stations: {stations})"
         )
     if live:
         return None
     if not agents:
         return "no agent is registered (pgagent.pga_jobagent is empty): start pyagent or pgagent"
-    gone = ", ".join(f"{a.station} (pid {a.pid})" for a in agents)
+    gone = ", ".join(f"{safe_text(a.station)} (pid {a.pid})" for a in agents)
     return f"no live agent: the registered agents are no longer connected ({gone})"
 
 
@@ -63,7 +65,7 @@ def run_job(
     warn: Callable[[str], None],
 ) -> RunOutcome:
     job = find_job(catalog, ident)
-    label = f"job {job.name!r} ({job.jobid})"
+    label = f"job {quoted(job.name)} ({job.jobid})"
     if not job.enabled:
         raise JobsError(
             f"{label} is disabled, and 'Run now' does nothing for a disabled job (the schema's "
@@ -126,7 +128,7 @@ def _follow(  # noqa: PLR0917
                 where = agent[0].agent_station if agent and agent[0].agent_station else None
                 emit(
                     f"run {run.jlgid} started at {zone.fmt(run.start)}"
-                    + (f" on {where}" if where else "")
+                    + (f" on {safe_text(where)}" if where else "")
                 )
                 announced = True
             steps = catalog.step_runs(run.jlgid)
@@ -143,7 +145,7 @@ def _follow(  # noqa: PLR0917
                     "steps": [step_run_data(s, zone) for s in steps],
                 }
                 took = duration(run.duration)
-                emit(f"job {job.name!r}: {run.status.label} in {took} (run {run.jlgid})")
+                emit(f"job {quoted(job.name)}: {run.status.label} in {took} (run {run.jlgid})")
                 code = EXIT_OK if run.status is RunStatus.SUCCEEDED else EXIT_FAILED
                 return RunOutcome(code, data)
         if deadline is not None and now >= deadline:

@@ -33,6 +33,7 @@ JOB_FIELDS = (
     "retries",
     "retry_delay",
     "alert",
+    "timezone",
     "steps",
     "schedules",
 )
@@ -184,7 +185,8 @@ def load_documents(text: str, file: str) -> list[Loc]:
 @dataclass(frozen=True)
 class Stamp:
     """A start/end timestamp: aware when the file gave a zone; otherwise `text` is read in
-    the database session's TimeZone at apply time."""
+    the job's `timezone` when it has one, else in the database session's TimeZone at apply
+    time."""
 
     text: str
     aware: datetime | None
@@ -251,6 +253,7 @@ class JobSpec:
     file: str
     line: int
     lines: dict[str, int] = field(default_factory=dict, compare=False)
+    timezone: str | None = None
 
     def annotation_fields(self, managed: bool) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -262,6 +265,8 @@ class JobSpec:
             found["retry_delay"] = self.retry_delay
         if self.alert is not None:
             found["alert"] = self.alert
+        if self.timezone is not None:
+            found["timezone"] = self.timezone
         if managed:
             found["managed_by"] = annot.MANAGED_VALUE
         return found
@@ -472,6 +477,7 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
         else:
             retries = value
     alert = r.choice("alert", annot.ALERT_VALUES, "") if r.has("alert") else None
+    timezone = _timezone(r)
     if "@" in comment:
         _warn_annotation_text(r, "comment", comment, annot.JOB_NAMES)
     steps = _steps(r)
@@ -494,6 +500,7 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
         file=file,
         line=doc.line,
         lines={key: loc.line for key, loc in r.data.items()},
+        timezone=timezone,
     )
 
 
@@ -512,6 +519,16 @@ def _duration(r: _Reader, key: str, *, allow_zero: bool = False) -> str | None:
         return annot.duration_text(r.raw(key), allow_zero=allow_zero)
     except ValueError as exc:
         r.problem(key, str(exc))
+        return None
+
+
+def _timezone(r: _Reader) -> str | None:
+    if not r.has("timezone"):
+        return None
+    try:
+        return annot.timezone_text(r.raw("timezone"))
+    except ValueError as exc:
+        r.problem("timezone", str(exc))
         return None
 
 

@@ -26,6 +26,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: pgAgent's final job and step states: success, failure, internal error, aborted.
 JOB_STATUSES = ("s", "f", "i", "d")
 
+#: Why --step-rights author did not run a step (pyagent.steps.rights.Refusal).
+STEP_REFUSALS = ("no_author", "batch_untrusted", "connstr_untrusted", "author_login_failed")
+
 # Time from the scheduled start to the claim: milliseconds (NOTIFY wake-up) to about a minute.
 PICKUP_LAG_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -197,6 +200,20 @@ class Metrics:
             "Other agents this agent judged dead and cleared.",
             registry=r,
         )
+        self._steps_refused = Counter(
+            "pyagent_steps_refused",
+            "Steps not run under --step-rights author, by reason (no_author, "
+            "batch_untrusted, connstr_untrusted, author_login_failed).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in STEP_REFUSALS:
+            self._steps_refused.labels(reason=reason)  # present at 0 from the start
+        self._steps_as_author = Counter(
+            "pyagent_steps_run_as_author",
+            "SQL steps run in a session logged in as their author (--step-rights author).",
+            registry=r,
+        )
         self._state = _StateCollector()
         r.register(self._state)
         self._exposed = _WithoutCreated(r)
@@ -223,6 +240,14 @@ class Metrics:
         """A step of kind `kind` (sql or batch) ended with status `status`."""
         if math.isfinite(duration_seconds):
             self._step_duration.labels(kind=kind, status=status).observe(max(0.0, duration_seconds))
+
+    def step_refused(self, reason: str) -> None:
+        """--step-rights author did not run a step, for `reason` (one of STEP_REFUSALS)."""
+        self._steps_refused.labels(reason=reason).inc()
+
+    def step_ran_as_author(self) -> None:
+        """An SQL step ran in a session logged in as its author."""
+        self._steps_as_author.inc()
 
     def reconnected(self) -> None:
         """The service connection was re-established."""

@@ -10,6 +10,7 @@ middle of a job. Pure data and text: no SQL is sent from here.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -72,6 +73,18 @@ def quote_role(role: str) -> str:
     if _SIMPLE_IDENTIFIER.fullmatch(role):
         return role
     return '"' + role.replace('"', '""') + '"'
+
+
+def display_role(role: str) -> str:
+    """A role name for a message or a log line: always double-quoted, control characters
+    escaped (a role name is whatever text its creator chose)."""
+    shown = "".join(
+        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if unicodedata.category(ch).startswith("C")
+        else ch
+        for ch in role
+    )
+    return '"' + shown.replace('"', '""') + '"'
 
 
 def grant_statements(missing: Iterable[MissingPrivilege], role: str) -> list[str]:

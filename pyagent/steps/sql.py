@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import psycopg
@@ -45,16 +46,25 @@ def _error_text(exc: psycopg.Error, encoding: str) -> str:
 
 
 async def run_sql_step(
-    pool: TargetPool, code: str, max_output_bytes: int, tag: str = ""
+    pool: TargetPool,
+    code: str,
+    max_output_bytes: int,
+    tag: str = "",
+    *,
+    no_connection: Callable[[str], StepOutcome] | None = None,
 ) -> StepOutcome:
     """Execute one SQL step on a connection of `pool`; never raises except on cancellation.
-    `tag` becomes the session's application_name while the step runs (the connection's
-    reset after the step restores its own), so the session can be found by its run."""
+    Without a connection, the outcome is `no_connection(reason)` when given, else pgAgent's
+    "Couldn't get a connection" with libpq's reason. `tag` becomes the session's
+    application_name while the step runs (the connection's reset after the step restores
+    its own), so the session can be found by its run."""
     async with AsyncExitStack() as stack:
         try:
             conn = await stack.enter_async_context(pool.connection())
         except (psycopg.Error, OSError) as exc:
             reason = scrub(str(exc).strip())
+            if no_connection is not None:
+                return no_connection(reason)
             output = f"{NO_CONNECTION}\n{reason}" if reason else NO_CONNECTION
             return StepOutcome(False, -1, clean_text(output, max_output_bytes))
         if tag:

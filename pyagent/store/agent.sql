@@ -88,6 +88,30 @@ SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('TimeZone'),
                 WHERE tgname = 'pyagent_notify_trigger'
                   AND tgrelid = 'pgagent.pga_job'::pg_catalog.regclass)
 
+-- name: session_timezone_facts
+-- Where this session's TimeZone comes from (pg_settings.source: 'client' for PGTZ and
+-- connect-string options, 'user' / 'database user' for the login role's setting,
+-- 'database' / 'global' / 'configuration file' ... for what every session here gets), and
+-- what every session of this database gets unless its role or client says otherwise: the
+-- database's own setting, else the one for all roles (pg_db_role_setting, readable by
+-- every role). The server's own value is not readable once a session-level source
+-- overrides it: then both are NULL.
+WITH stored AS (
+    SELECT d.setdatabase <> 0 AS for_database, substr(c.entry, strpos(c.entry, '=') + 1) AS value
+      FROM pg_catalog.pg_db_role_setting d
+     CROSS JOIN LATERAL unnest(d.setconfig) AS c(entry)
+     WHERE d.setrole = 0
+       AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database
+                                  WHERE datname = pg_catalog.current_database()))
+       AND lower(split_part(c.entry, '=', 1)) = 'timezone'
+)
+SELECT s.setting, s.source,
+       COALESCE((SELECT value FROM stored WHERE for_database),
+                (SELECT value FROM stored WHERE NOT for_database)),
+       session_user::text, pg_catalog.current_database()::text
+  FROM pg_catalog.pg_settings s
+ WHERE s.name = 'TimeZone'
+
 -- name: advertise_lease
 -- Held by the service session for its whole life: tells other agents that this session is
 -- a pyagent agent's and by which lease terms to judge it (pyagent.liveness).
@@ -218,6 +242,10 @@ UPDATE pgagent.pga_job j SET jobagentid = NULL,
                          THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
  WHERE jobid = %(job_id)s AND jobagentid = %(pid)s
 
+-- name: job_comment
+-- A dead agent's job: its comment, for its own time zone (@TIMEZONE).
+SELECT jobdesc FROM pgagent.pga_job WHERE jobid = %(job_id)s
+
 -- name: delete_agent
 DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
 
@@ -285,18 +313,22 @@ WITH {{claim_due}}
 
 -- ---- one run --------------------------------------------------------------------------
 
--- name: start_run
--- The run's pga_joblog row ('r'), the job's comment (where per-job options such as
--- @JOB_TIMEOUT=…; live) and its enabled steps in pgAgent's order, in one round trip; only
--- while this agent still holds the claim (%(owner)s: no row at all when it lost it).
--- A job without steps gives one row with NULL step columns.
-WITH log AS (
+-- fragment: insert_run_log
+-- The run's pga_joblog row ('r'), only while this agent (%(owner)s) still holds the claim.
+log AS (
     INSERT INTO pgagent.pga_joblog (jlgid, jlgjobid, jlgstatus)
     SELECT nextval('pgagent.pga_joblog_jlgid_seq'), %(job_id)s, 'r'
      WHERE EXISTS (SELECT 1 FROM pgagent.pga_job
                     WHERE jobid = %(job_id)s AND jobagentid = %(owner)s)
     RETURNING jlgid
 )
+
+-- name: start_run
+-- The run's pga_joblog row ('r', see insert_run_log: no row at all when the claim was
+-- lost), the job's comment (where per-job options such as @JOB_TIMEOUT=…; live) and its
+-- enabled steps in pgAgent's order, in one round trip. A job without steps gives one row
+-- with NULL step columns.
+WITH {{insert_run_log}}
 SELECT log.jlgid, j.jobdesc,
        s.jstid, s.jstname, s.jstkind, s.jstcode, s.jstconnstr, s.jstdbname, s.jstonerror,
        s.jstdesc
@@ -367,10 +399,20 @@ SELECT j.jobname, s.jstid, s.jstname, l.jslstatus, l.jslresult, l.jsloutput
 UPDATE pgagent.pga_job SET jobagentid = NULL
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
 
+-- name: set_local_timezone
+-- Run first in a release's transaction for a job with its own time zone (@TIMEZONE):
+-- until the transaction ends, local times are read in that zone, so the schema's trigger
+-- computes the next run from the job's schedules in the job's zone, whatever this
+-- session's TimeZone is.
+SELECT pg_catalog.set_config('TimeZone', %(zone)s, true)
+
 -- ---- the fallback next-run computation ------------------------------------------------
 
 -- name: session_clock
 SELECT now(), pg_catalog.current_setting('TimeZone')
+
+-- name: session_timezone
+SELECT pg_catalog.current_setting('TimeZone')
 
 -- name: job_schedules
 SELECT jscid, jscstart, jscend, jscminutes, jschours, jscweekdays, jscmonthdays, jscmonths
@@ -397,3 +439,67 @@ WITH doomed AS (
        FOR UPDATE SKIP LOCKED
 )
 DELETE FROM pgagent.pga_joblog l USING doomed WHERE l.jlgid = doomed.jlgid
+
+-- ---- step rights (--step-rights author; docs/security.md) ------------------------------
+
+-- fragment: author_trusted
+-- An author (a pg_roles row r, NULL when the role is gone) is trusted when it is the
+-- agent's own role, a superuser now, or now a member of one of the trusted roles.
+coalesce(r.rolname IN (session_user, current_user) OR r.rolsuper
+         OR EXISTS (SELECT 1 FROM trusted t
+                     WHERE pg_catalog.pg_has_role(r.oid, t.oid, 'MEMBER')), false)
+
+-- name: authorship_facts
+-- At start-up under --step-rights author: are pyagent's authorship records installed and
+-- readable, are their triggers enabled, and which of the trusted roles do not exist.
+WITH ns AS (
+    SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pyagent'
+), tbl AS (
+    SELECT c.oid FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid
+     WHERE c.relname = 'authorship'
+)
+SELECT EXISTS (SELECT 1 FROM tbl) AS installed,
+       coalesce((SELECT pg_catalog.has_schema_privilege(ns.oid, 'USAGE')
+                        AND pg_catalog.has_table_privilege(tbl.oid, 'SELECT')
+                        AND pg_catalog.has_function_privilege(
+                                'pyagent.step_fingerprint(int4, text, text, text, text, bool)',
+                                'EXECUTE')
+                        AND pg_catalog.has_function_privilege(
+                                'pyagent.job_fingerprint(bool, text)', 'EXECUTE')
+                   FROM ns, tbl), false) AS readable,
+       (SELECT count(*) FROM pg_catalog.pg_trigger g
+         WHERE g.tgname IN ('pyagent_authorship_job', 'pyagent_authorship_step')
+           AND g.tgenabled = 'A')::int AS triggers_always,
+       ARRAY(SELECT t FROM unnest(%(trusted_roles)s::text[]) AS t
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = t))
+           AS unknown_roles
+
+-- name: start_run_with_authors
+-- start_run (keep the two in step) plus, for each step, who last changed it and the job
+-- (pyagent.authorship), whether that record still matches the row (its fingerprint) and
+-- whether the author is trusted (author_trusted, worked out once per record). One round
+-- trip, as start_run.
+WITH {{insert_run_log}}, trusted AS (
+    SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ANY(%(trusted_roles)s::text[])
+), records AS (
+    SELECT a.kind, a.id, a.author, a.fingerprint, {{author_trusted}} AS trusted
+      FROM pyagent.authorship a
+      LEFT JOIN pg_catalog.pg_roles r ON r.rolname = a.author
+     WHERE a.jobid = %(job_id)s
+)
+SELECT log.jlgid, j.jobdesc,
+       s.jstid, s.jstname, s.jstkind, s.jstcode, s.jstconnstr, s.jstdbname, s.jstonerror,
+       s.jstdesc,
+       sa.author,
+       sa.fingerprint = pyagent.step_fingerprint(s.jstjobid, s.jstkind, s.jstcode,
+                                                 s.jstconnstr, s.jstdbname, s.jstenabled),
+       sa.trusted,
+       ja.author,
+       ja.fingerprint = pyagent.job_fingerprint(j.jobenabled, j.jobhostagent),
+       ja.trusted
+  FROM log
+  LEFT JOIN pgagent.pga_job j ON j.jobid = %(job_id)s
+  LEFT JOIN pgagent.pga_jobstep s ON s.jstjobid = %(job_id)s AND s.jstenabled
+  LEFT JOIN records ja ON ja.kind = 'j' AND ja.id = j.jobid
+  LEFT JOIN records sa ON sa.kind = 's' AND sa.id = s.jstid
+ ORDER BY s.jstname, s.jstid

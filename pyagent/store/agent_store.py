@@ -13,12 +13,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from pyagent.annotations import job_timezone
 from pyagent.conninfo import mask_conninfo
 from pyagent.liveness import ADVERT_CLASS, LeaseTerms, Sighting
 from pyagent.logsetup import scrub
 from pyagent.schema.privileges import MissingPrivilege, required_agent_privileges
 from pyagent.store.connections import ControlPool, Params, Row, ServiceConnection, is_transient
 from pyagent.store.records import (
+    Author,
+    AuthorshipFacts,
     Claim,
     DeadRun,
     FailedStep,
@@ -30,6 +33,8 @@ from pyagent.store.records import (
     SchemaProblem,
     SchemaState,
     ServerFacts,
+    SessionZoneFacts,
+    StepAuthors,
     StepDef,
     sighting_from_row,
 )
@@ -77,6 +82,9 @@ class AgentStore:
         self.control = ControlPool(conninfo, pool_size, application_name)
         # The backend pid of the service session, once registered: the agent's identity.
         self.pid: int | None = None
+        # --step-rights author: the trusted roles; start_run then also reads each step's
+        # authors. None: the agent runs steps with its own rights (pgAgent's way).
+        self.trusted_roles: tuple[str, ...] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -136,6 +144,26 @@ class AgentStore:
         await self.service.rows(
             statement("advertise_lease"), {"advert_class": ADVERT_CLASS, "advert": terms.advert}
         )
+
+    async def session_zone_facts(self) -> SessionZoneFacts | None:
+        """This session's TimeZone, where it comes from, and what sessions get by default;
+        None when the catalogs cannot be read (never a reason to stop the agent)."""
+        try:
+            ((tz, source, default, role, database),) = await self.service.rows(
+                statement("session_timezone_facts")
+            )
+        except psycopg.Error as exc:
+            if is_transient(exc):
+                raise
+            return None
+        return SessionZoneFacts(
+            str(tz),
+            str(source),
+            None if default is None else str(default),
+            str(role),
+            str(database),
+        )
+
 
     async def register(self, station: str) -> tuple[int, datetime] | None:
         """Write this session's pga_jobagent row; returns (and remembers) the pid and the
@@ -266,6 +294,7 @@ class AgentStore:
         or someone else is clearing or adopting it: then nothing changed. Returns the
         releases that needed pyagent's own next-run computation."""
         fallbacks: list[FallbackRelease] = []
+        session_zone: str | None = None
         async with self.service.transaction():
             if not await self.service.rows(
                 statement("lock_dead_agent"), {"pid": pid, "seen": seen}
@@ -276,16 +305,33 @@ class AgentStore:
                 {"pid": pid, "jlgids": list(outputs), "outputs": list(outputs.values())},
             )
             for (job_id,) in await self.service.rows(statement("zombie_jobs"), {"pid": pid}):
+                zone = await self._job_zone(int(job_id))
+                if zone is not None and session_zone is None:
+                    ((session_zone,),) = await self.service.rows(statement("session_timezone"))
 
-                async def release(next_run: datetime | str | None, job: int = int(job_id)) -> None:
-                    # A savepoint: a failing next-run function leaves the rest intact.
+                async def release(
+                    next_run: datetime | str | None,
+                    job: int = int(job_id),
+                    zone: str | None = zone,
+                    session_zone: str | None = session_zone,
+                ) -> None:
+                    params = {"job_id": job, "pid": pid, "next_run": next_run}
+                    in_zone = zone is not None and next_run is None
+                    # A savepoint: a failing next-run function leaves the rest intact. A
+                    # job's own zone is set for its release only (SET LOCAL lasts to the
+                    # end of the whole transaction, so the session's is set back after).
                     async with self.service.transaction():
-                        await self.service.count(
-                            statement("release_zombie_job"),
-                            {"job_id": job, "pid": pid, "next_run": next_run},
-                        )
+                        if in_zone:
+                            await self.service.rows(
+                                statement("set_local_timezone"), {"zone": zone}
+                            )
+                        await self.service.count(statement("release_zombie_job"), params)
+                        if in_zone:
+                            await self.service.rows(
+                                statement("set_local_timezone"), {"zone": session_zone}
+                            )
 
-                fallback = await self._release_with_fallback(int(job_id), release, release)
+                fallback = await self._release_with_fallback(int(job_id), release, release, zone)
                 if fallback is not None:
                     fallbacks.append(fallback)
             await self.service.count(statement("delete_agent"), {"pid": pid})
@@ -332,18 +378,33 @@ class AgentStore:
     # ---- one run (control pool, retried through outages) ---------------------------------
 
     async def start_run(self, job_id: int, owner: Callable[[], int]) -> RunStart | None:
-        """Insert the run's log row ('r') and read the job's comment and enabled steps,
-        while the identity `owner()` (asked at every attempt: a reconnect moves the claim)
-        still holds the claim. None when the database stayed away until give-up; ClaimLost
-        when the claim is no longer held."""
-        rows = await self.control.retrying(
-            lambda: self.control.rows(statement("start_run"), {"job_id": job_id, "owner": owner()})
-        )
+        """Insert the run's log row ('r') and read the job's comment and enabled steps
+        (with their authors when `trusted_roles` is set), while the identity `owner()`
+        (asked at every attempt: a reconnect moves the claim) still holds the claim. None
+        when the database stayed away until give-up; ClaimLost when the claim is no longer
+        held."""
+        trusted = self.trusted_roles
+        name = "start_run" if trusted is None else "start_run_with_authors"
+
+        def params() -> dict[str, Any]:
+            values: dict[str, Any] = {"job_id": job_id, "owner": owner()}
+            if trusted is not None:
+                values["trusted_roles"] = list(trusted)
+            return values
+
+        rows = await self.control.retrying(lambda: self.control.rows(statement(name), params()))
         if rows is None:
             return None
         if not rows:
             raise ClaimLost(f"job {job_id} is no longer claimed by agent {owner()}")
-        steps = tuple(_step_from_row(r[2:]) for r in rows if r[2] is not None)
+        if trusted is None:
+            steps = tuple(_step_from_row(r[2:]) for r in rows if r[2] is not None)
+        else:
+            steps = tuple(
+                _step_from_row(r[2:], StepAuthors(_author(r[10:13]), _author(r[13:16])))
+                for r in rows
+                if r[2] is not None
+            )
         return RunStart(int(rows[0][0]), str(rows[0][1] or ""), steps)
 
     async def start_step(self, jlgid: int, step_id: int, owner: Callable[[], int]) -> int | None:
@@ -366,6 +427,15 @@ class AgentStore:
             raise ClaimLost(f"run {jlgid} is no longer running under agent {owner()}")
         return None
 
+    async def authorship_facts(self, trusted_roles: Sequence[str]) -> AuthorshipFacts:
+        """Whether --step-rights author can work here (one catalog query)."""
+        ((installed, readable, always, unknown),) = await self.service.rows(
+            statement("authorship_facts"), {"trusted_roles": list(trusted_roles)}
+        )
+        return AuthorshipFacts(
+            bool(installed), bool(readable), int(always), tuple(str(r) for r in unknown or ())
+        )
+
     async def finish_step(
         self, jslid: int, status: RunStatus, result: int | None, output: str
     ) -> bool:
@@ -382,13 +452,20 @@ class AgentStore:
         await self.control.retrying(lambda: self.control.count(statement("abort_step"), params))
 
     async def finish_run(
-        self, claim: Claim, owner: Callable[[], int], jlgid: int | None, status: RunStatus
+        self,
+        claim: Claim,
+        owner: Callable[[], int],
+        jlgid: int | None,
+        status: RunStatus,
+        *,
+        timezone: str | None = None,
     ) -> FallbackRelease | None:
         """Close the run's log and release the job so its next run is scheduled; never
         leave it claimed. A run that never started (no log row) and was interrupted stays
         due, so it is not lost. `owner()` is the identity holding the claim, asked at every
-        attempt (a reconnect moves the claim to a new identity). Returns the fallback used,
-        if the schema's next-run function failed."""
+        attempt (a reconnect moves the claim to a new identity). With the job's own
+        `timezone` its schedules are read in that zone. Returns the fallback used, if the
+        schema's next-run function failed."""
 
         def params(next_run: datetime | str | None = None) -> dict[str, Any]:
             return {
@@ -405,8 +482,9 @@ class AgentStore:
             return None
 
         async def release(next_run: datetime | str | None) -> None:
+            zone = timezone if next_run is None else None
             await self.control.retrying(
-                lambda: self.control.count(statement("release_job"), params(next_run)),
+                lambda: self._count_in_zone("release_job", params(next_run), zone),
                 retry_timeouts=next_run is not None,
             )
 
@@ -415,8 +493,8 @@ class AgentStore:
                 await release(None)
                 return
             await self.control.retrying(
-                lambda: self.control.count(
-                    statement("finish_run"), {**params(), "jlgid": jlgid, "status": status.value}
+                lambda: self._count_in_zone(
+                    "finish_run", {**params(), "jlgid": jlgid, "status": status.value}, timezone
                 ),
                 retry_timeouts=False,
             )
@@ -430,8 +508,22 @@ class AgentStore:
             await release(next_run)
 
         return await self._release_with_fallback(
-            claim.job_id, first_attempt, close_log_then_release
+            claim.job_id, first_attempt, close_log_then_release, timezone
         )
+
+    async def _count_in_zone(self, name: str, params: Params, timezone: str | None) -> int:
+        """One statement on the control pool; with a job's own time zone, in a transaction
+        that first reads local times in that zone (set_local_timezone)."""
+        if timezone is None:
+            return await self.control.count(statement(name), params)
+        return await self.control.count_in_transaction(
+            [(statement("set_local_timezone"), {"zone": timezone}), (statement(name), params)]
+        )
+
+    async def _job_zone(self, job_id: int) -> str | None:
+        """A job's own time zone (@TIMEZONE), read on the service connection."""
+        rows = await self.service.rows(statement("job_comment"), {"job_id": job_id})
+        return job_timezone(str(rows[0][0] or "")).name if rows else None
 
     # ---- the next-run fallback ----------------------------------------------------------
 
@@ -440,10 +532,11 @@ class AgentStore:
         job_id: int,
         first: Callable[[None], Awaitable[None]],
         fallback: Callable[[datetime | str], Awaitable[None]],
+        timezone: str | None = None,
     ) -> FallbackRelease | None:
         """Release through the schema's next-run function; if that function raises or
         hangs (pgAgent's own does for some schedules), release with the next run that
-        pyagent computes instead."""
+        pyagent computes instead (in the job's own `timezone`, if it has one)."""
         try:
             await first(None)
             return None
@@ -451,13 +544,15 @@ class AgentStore:
             if is_transient(exc):
                 raise
             failure = exc
-        next_run, described = await self.next_run_by_pyagent(job_id)
+        next_run, described = await self.next_run_by_pyagent(job_id, timezone)
         await fallback(_never_if_none(next_run))
         return FallbackRelease(job_id, str(failure).strip(), described, next_run)
 
-    async def next_run_by_pyagent(self, job_id: int) -> tuple[datetime | None, str]:
-        """The job's next run computed by pyagent.schedule in the session's time zone,
-        and its schedules in words."""
+    async def next_run_by_pyagent(
+        self, job_id: int, timezone: str | None = None
+    ) -> tuple[datetime | None, str]:
+        """The job's next run computed by pyagent.schedule in the job's own `timezone`
+        (else the session's), and its schedules in words."""
         from pyagent import schedule
 
         async with self.control.pool.connection() as conn:
@@ -467,7 +562,7 @@ class AgentStore:
                 conn, statement("schedule_exceptions"), {"schedule_ids": [r[0] for r in rows]}
             )
         try:
-            tz = ZoneInfo(tzname)
+            tz = ZoneInfo(timezone or tzname)
         except (ZoneInfoNotFoundError, ValueError):
             tz = ZoneInfo("UTC")
         by_schedule: dict[int, list[tuple[Any, ...]]] = {}
@@ -564,7 +659,12 @@ def _run_of(application_name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _step_from_row(row: Row) -> StepDef:
+def _author(row: Row) -> Author:
+    role, current, trusted = row
+    return Author(None if role is None else str(role), bool(current), bool(trusted))
+
+
+def _step_from_row(row: Row, authors: StepAuthors | None = None) -> StepDef:
     return StepDef(
         step_id=int(row[0]),
         name=str(row[1]),
@@ -574,6 +674,7 @@ def _step_from_row(row: Row) -> StepDef:
         dbname=str(row[5] or ""),
         onerror=str(row[6] or "f"),
         desc=str(row[7] or ""),
+        authors=authors,
     )
 
 

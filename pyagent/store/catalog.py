@@ -4,6 +4,7 @@ commands (`pyagent jobs ...`). Synchronous psycopg; every statement is a named b
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,10 +13,19 @@ from typing import Any
 
 import psycopg
 
+from pyagent.store.authorship import AuthorshipRecords
 from pyagent.store.records import OnError, RunStatus, StepKind, sighting_from_row
 from pyagent.store.sqlfile import load_blocks
 
 Flags = tuple[bool, ...]
+
+# `pyagent jobs apply` runs one at a time per database: it holds a transaction-level advisory
+# lock whose key is this name's SHA-256, first 8 bytes, as a signed bigint (docs/jobs.md
+# gives the number, to find the holder in pg_locks).
+APPLY_LOCK_NAME = "pyagent jobs apply"
+APPLY_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(APPLY_LOCK_NAME.encode()).digest()[:8], "big", signed=True
+)
 
 
 def _sql(name: str) -> str:
@@ -225,10 +235,45 @@ class Catalog:
         return rows[0] if rows else None
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One transaction: everything inside commits together or not at all."""
+    def transaction(self, *, snapshot: bool = False) -> Iterator[None]:
+        """One transaction: everything inside commits together or not at all. Each statement
+        sees what others committed before it (READ COMMITTED), or with `snapshot` all see
+        one snapshot and nothing can be written (a dry run)."""
+        with self.conn.transaction():
+            self._rows("snapshot_read" if snapshot else "read_committed")
+            yield
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """An error inside undoes only what was done inside, row locks taken there included."""
         with self.conn.transaction():
             yield
+
+    def set_lock_timeout(self, seconds: float) -> None:
+        """Lock waits give up after this long, until the transaction ends (never 0: that
+        would mean no limit)."""
+        self._rows("set_lock_timeout", {"timeout": f"{max(1, round(seconds * 1000))}ms"})
+
+    # --- the apply lock (held until the transaction ends) ----------------------------------
+
+    def try_apply_lock(self) -> bool:
+        row = self._one("try_apply_lock", {"key": APPLY_LOCK_KEY})
+        return bool(row and row[0])
+
+    def wait_apply_lock(self) -> None:
+        """Wait for the apply lock (up to the lock timeout: LockNotAvailable after it)."""
+        self._rows("wait_apply_lock", {"key": APPLY_LOCK_KEY})
+
+    def apply_lock_holder(self) -> int | None:
+        """The backend pid holding the apply lock now, if any."""
+        key = APPLY_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
+        row = self._one("apply_lock_holder", {"high": key >> 32, "low": key & 0xFFFF_FFFF})
+        return int(row[0]) if row is not None else None
+
+    @property
+    def authorship(self) -> AuthorshipRecords:
+        """pyagent's authorship records (schema pyagent), on the same connection."""
+        return AuthorshipRecords(self.conn)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -240,72 +285,39 @@ class Catalog:
     def jobs(self, jobids: Sequence[int] | None = None) -> list[JobRecord]:
         """Jobs by name (all of them, or those with these ids)."""
         ids = list(jobids) if jobids is not None else None
-        return [
-            JobRecord(
-                jobid=r[0],
-                name=r[1],
-                class_name=r[2],
-                enabled=r[3],
-                hostagent=r[4],
-                desc=r[5],
-                created=r[6],
-                changed=r[7],
-                agent_pid=r[8],
-                agent_station=r[9],
-                next_run=r[10],
-                last_run=r[11],
-                last_jlgid=r[12],
-                last_status=_status(r[13]),
-                last_start=r[14],
-                last_duration=r[15],
-            )
-            for r in self._rows("jobs", {"jobids": ids})
-        ]
+        return [_job(r) for r in self._rows("jobs", {"jobids": ids})]
 
     def job_ids_by_name(self, name: str) -> list[int]:
         return [r[0] for r in self._rows("job_ids_by_name", {"name": name})]
 
+    def jobs_named(self, names: Sequence[str]) -> list[tuple[int, str]]:
+        """(id, name) of the jobs with any of these names."""
+        return [(r[0], r[1]) for r in self._rows("jobs_named", {"names": list(names)})]
+
     def steps(self, jobids: Sequence[int]) -> list[StepRecord]:
         """Steps of these jobs, each job's in execution order (jstname, jstid)."""
-        return [
-            StepRecord(
-                jstid=r[0],
-                jobid=r[1],
-                name=r[2],
-                desc=r[3],
-                enabled=r[4],
-                kind=StepKind(r[5]),
-                code=r[6],
-                connstr=r[7],
-                dbname=r[8],
-                onerror=OnError(r[9]),
-            )
-            for r in self._rows("steps", {"jobids": list(jobids)})
-        ]
+        return [_step(r) for r in self._rows("steps", {"jobids": list(jobids)})]
 
     def schedules(self, jobids: Sequence[int]) -> list[ScheduleRecord]:
         """Schedules of these jobs (by job, name, id), each with its exceptions."""
-        exceptions: dict[int, list[ExceptionRecord]] = {}
-        for r in self._rows("exceptions", {"jobids": list(jobids)}):
-            exceptions.setdefault(r[1], []).append(ExceptionRecord(r[0], r[1], r[2], r[3]))
-        return [
-            ScheduleRecord(
-                jscid=r[0],
-                jobid=r[1],
-                name=r[2],
-                desc=r[3],
-                enabled=r[4],
-                start=r[5],
-                end=r[6],
-                minutes=_flags(r[7], 60),
-                hours=_flags(r[8], 24),
-                weekdays=_flags(r[9], 7),
-                monthdays=_flags(r[10], 32),
-                months=_flags(r[11], 12),
-                exceptions=tuple(exceptions.get(r[0], ())),
-            )
-            for r in self._rows("schedules", {"jobids": list(jobids)})
-        ]
+        params = {"jobids": list(jobids)}
+        return _schedules(self._rows("schedules", params), self._rows("exceptions", params))
+
+    # --- rows locked until the transaction ends (apply, just before it writes) -------------
+
+    def lock_jobs(self, jobids: Sequence[int]) -> list[JobRecord]:
+        """These jobs as they are now, locked against other writers (by id)."""
+        return [_job(r) for r in self._rows("lock_jobs", {"jobids": list(jobids)})]
+
+    def lock_steps(self, jobids: Sequence[int]) -> list[StepRecord]:
+        """Every step of these jobs as it is now, locked against other writers (by id)."""
+        return [_step(r) for r in self._rows("lock_steps", {"jobids": list(jobids)})]
+
+    def lock_schedules(self, jobids: Sequence[int]) -> list[ScheduleRecord]:
+        """Every schedule of these jobs, and its exceptions, as they are now, locked (by id)."""
+        params = {"jobids": list(jobids)}
+        schedules = self._rows("lock_schedules", params)
+        return _schedules(schedules, self._rows("lock_exceptions", params))
 
     @staticmethod
     def _run(r: tuple[Any, ...]) -> RunRecord:
@@ -381,11 +393,28 @@ class Catalog:
         """0-based positions of `names` in the order the database sorts them (ties by position)."""
         return [r[0] - 1 for r in self._rows("order_by_collation", {"names": list(names)})]
 
-    def resolve_timestamps(self, texts: Sequence[str]) -> list[datetime]:
-        """Timestamps given as text, read as the database reads them (session TimeZone)."""
+    def resolve_timestamps(self, texts: Sequence[str], zone: str | None = None) -> list[datetime]:
+        """Timestamps given as text, read as the database reads them: in `zone`, or in the
+        session's TimeZone when None."""
         if not texts:
             return []
-        return [r[0] for r in self._rows("resolve_timestamps", {"texts": list(texts)})]
+        if zone is None:
+            return [r[0] for r in self._rows("resolve_timestamps", {"texts": list(texts)})]
+        params = {"texts": list(texts), "zone": zone}
+        return [r[0] for r in self._rows("resolve_timestamps_in_zone", params)]
+
+    def known_timezones(self, zones: Sequence[str]) -> set[str]:
+        """Which of these time zone names the server knows."""
+        return {str(r[0]) for r in self._rows("known_timezones", {"zones": list(zones)})}
+
+    def schedules_next_run(self, jobid: int, zone: str | None) -> datetime | None:
+        """The job's next run as the schema's own function gives it now, its schedules read
+        in `zone` (the session's TimeZone when None). Changes nothing."""
+        with self.conn.transaction(force_rollback=True):
+            if zone is not None:
+                self._rows("set_local_timezone", {"zone": zone})
+            row = self._one("schedules_next_run", {"jobid": jobid})
+        return row[0] if row is not None else None
 
     # --- writes ------------------------------------------------------------------------
 
@@ -406,6 +435,18 @@ class Catalog:
 
     def update_job(self, jobid: int, values: JobValues) -> None:
         self._rows("update_job", {"jobid": jobid, **_job_params(values)})
+
+    def reschedule_job(self, jobid: int, zone: str | None) -> None:
+        """Have the schema compute the job's next run again, reading its schedules in
+        `zone` (the session's TimeZone when None). Call it inside a transaction."""
+        if zone is None:
+            self._rows("reschedule_job", {"jobid": jobid})
+            return
+        previous = self.session_info().timezone
+        self._rows("set_local_timezone", {"zone": zone})
+        self._rows("reschedule_job", {"jobid": jobid})
+        # Later statements of the transaction read times in the session's zone again.
+        self._rows("set_local_timezone", {"zone": previous})
 
     def touch_job(self, jobid: int) -> None:
         """Mark a job changed (jobchanged = now()) when only its steps/schedules changed."""
@@ -442,6 +483,68 @@ class Catalog:
 
     def delete_exception(self, jexid: int) -> None:
         self._rows("delete_exception", {"jexid": jexid})
+
+
+def _job(r: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(
+        jobid=r[0],
+        name=r[1],
+        class_name=r[2],
+        enabled=r[3],
+        hostagent=r[4],
+        desc=r[5],
+        created=r[6],
+        changed=r[7],
+        agent_pid=r[8],
+        agent_station=r[9],
+        next_run=r[10],
+        last_run=r[11],
+        last_jlgid=r[12],
+        last_status=_status(r[13]),
+        last_start=r[14],
+        last_duration=r[15],
+    )
+
+
+def _step(r: tuple[Any, ...]) -> StepRecord:
+    return StepRecord(
+        jstid=r[0],
+        jobid=r[1],
+        name=r[2],
+        desc=r[3],
+        enabled=r[4],
+        kind=StepKind(r[5]),
+        code=r[6],
+        connstr=r[7],
+        dbname=r[8],
+        onerror=OnError(r[9]),
+    )
+
+
+def _schedules(
+    rows: list[tuple[Any, ...]], exception_rows: list[tuple[Any, ...]]
+) -> list[ScheduleRecord]:
+    exceptions: dict[int, list[ExceptionRecord]] = {}
+    for r in exception_rows:
+        exceptions.setdefault(r[1], []).append(ExceptionRecord(r[0], r[1], r[2], r[3]))
+    return [
+        ScheduleRecord(
+            jscid=r[0],
+            jobid=r[1],
+            name=r[2],
+            desc=r[3],
+            enabled=r[4],
+            start=r[5],
+            end=r[6],
+            minutes=_flags(r[7], 60),
+            hours=_flags(r[8], 24),
+            weekdays=_flags(r[9], 7),
+            monthdays=_flags(r[10], 32),
+            months=_flags(r[11], 12),
+            exceptions=tuple(exceptions.get(r[0], ())),
+        )
+        for r in rows
+    ]
 
 
 def _job_params(values: JobValues) -> dict[str, Any]:

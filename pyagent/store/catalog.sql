@@ -5,9 +5,9 @@
 -- name: session_info
 SELECT pg_catalog.current_setting('TimeZone') AS timezone, now() AS now
 
--- name: jobs
+-- fragment: job_rows
 -- One row per job, with its class name, the agent running it now (if any) and its newest
--- run. A NULL jobids array means every job.
+-- run.
 SELECT j.jobid, j.jobname, c.jclname, j.jobenabled, j.jobhostagent, j.jobdesc,
        j.jobcreated, j.jobchanged, j.jobagentid, a.jagstation, j.jobnextrun, j.joblastrun,
        l.jlgid, l.jlgstatus, l.jlgstart, l.jlgduration
@@ -20,32 +20,48 @@ SELECT j.jobid, j.jobname, c.jclname, j.jobenabled, j.jobhostagent, j.jobdesc,
          WHERE jlgjobid = j.jobid
          ORDER BY jlgid DESC
          LIMIT 1) l ON true
+
+-- name: jobs
+-- A NULL jobids array means every job.
+{{job_rows}}
  WHERE %(jobids)s::int4[] IS NULL OR j.jobid = ANY(%(jobids)s::int4[])
  ORDER BY j.jobname, j.jobid
 
 -- name: job_ids_by_name
 SELECT jobid FROM pgagent.pga_job WHERE jobname = %(name)s ORDER BY jobid
 
--- name: steps
--- In execution order: pgAgent runs enabled steps ORDER BY jstname, jstid.
+-- name: jobs_named
+SELECT jobid, jobname FROM pgagent.pga_job WHERE jobname = ANY(%(names)s::text[]) ORDER BY jobid
+
+-- fragment: step_rows
 SELECT jstid, jstjobid, jstname, jstdesc, jstenabled, jstkind, jstcode, jstconnstr,
        jstdbname::text, jstonerror
   FROM pgagent.pga_jobstep
  WHERE jstjobid = ANY(%(jobids)s::int4[])
+
+-- name: steps
+-- In execution order: pgAgent runs enabled steps ORDER BY jstname, jstid.
+{{step_rows}}
  ORDER BY jstjobid, jstname, jstid
 
--- name: schedules
+-- fragment: schedule_rows
 SELECT jscid, jscjobid, jscname, jscdesc, jscenabled, jscstart, jscend,
        jscminutes, jschours, jscweekdays, jscmonthdays, jscmonths
   FROM pgagent.pga_schedule
  WHERE jscjobid = ANY(%(jobids)s::int4[])
+
+-- name: schedules
+{{schedule_rows}}
  ORDER BY jscjobid, jscname, jscid
 
--- name: exceptions
+-- fragment: exception_rows
 SELECT e.jexid, e.jexscid, e.jexdate, e.jextime
   FROM pgagent.pga_exception e
   JOIN pgagent.pga_schedule s ON s.jscid = e.jexscid
  WHERE s.jscjobid = ANY(%(jobids)s::int4[])
+
+-- name: exceptions
+{{exception_rows}}
  ORDER BY e.jexid
 
 -- name: runs
@@ -119,6 +135,33 @@ SELECT t::timestamptz
   FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS u(t, i)
  ORDER BY i
 
+-- name: resolve_timestamps_in_zone
+-- The same, read in a given time zone (a job's own, @TIMEZONE).
+SELECT t::timestamp AT TIME ZONE %(zone)s
+  FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS u(t, i)
+ ORDER BY i
+
+-- name: known_timezones
+-- Which of these zone names the server's tz database has (slow-ish: it lists the zones).
+SELECT name FROM pg_catalog.pg_timezone_names WHERE name = ANY(%(zones)s::text[])
+
+-- name: set_local_timezone
+-- Until the end of the transaction (or the next call), read local times in this zone.
+SELECT pg_catalog.set_config('TimeZone', %(zone)s, true)
+
+-- name: reschedule_job
+-- The schema's trigger computes the next run again (in the session's TimeZone), as it
+-- does when a schedule changes.
+UPDATE pgagent.pga_job SET jobnextrun = NULL WHERE jobid = %(jobid)s AND jobenabled
+
+-- name: schedules_next_run
+-- What the schema's own function gives as the job's next run now (in the session's
+-- TimeZone), as pga_job_trigger would compute it.
+SELECT min(pgagent.pga_next_schedule(jscid, jscstart, jscend, jscminutes, jschours,
+                                     jscweekdays, jscmonthdays, jscmonths))
+  FROM pgagent.pga_schedule
+ WHERE jscenabled AND jscjobid = %(jobid)s
+
 -- name: insert_job
 INSERT INTO pgagent.pga_job (jobjclid, jobname, jobdesc, jobhostagent, jobenabled)
 VALUES (%(jclid)s, %(name)s, %(desc)s, %(hostagent)s, %(enabled)s)
@@ -180,3 +223,65 @@ VALUES (%(jscid)s, %(date)s::date, %(time)s::time)
 
 -- name: delete_exception
 DELETE FROM pgagent.pga_exception WHERE jexid = %(jexid)s
+
+-- ---- apply: one at a time, and never over an edit it did not see -------------------------
+
+-- name: read_committed
+-- The first statement of an apply: each later statement sees what was committed before it
+-- started, so an apply that waited for another plans from that one's result, whatever
+-- default_transaction_isolation says.
+SET TRANSACTION ISOLATION LEVEL READ COMMITTED
+
+-- name: snapshot_read
+-- The first statement of a dry run: all its reads see one snapshot; it locks nothing.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
+
+-- name: set_lock_timeout
+-- How long the next lock waits may take, until the transaction ends.
+SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, true)
+
+-- name: try_apply_lock
+-- The apply lock: a transaction-level advisory lock that only `pyagent jobs apply` takes,
+-- so agents, pgAdmin and other sessions never wait for it.
+SELECT pg_catalog.pg_try_advisory_xact_lock(%(key)s::int8)
+
+-- name: wait_apply_lock
+SELECT pg_catalog.pg_advisory_xact_lock(%(key)s::int8)
+
+-- name: apply_lock_holder
+-- The backend holding the apply lock in this database (a bigint key shows in pg_locks as
+-- classid = its high 32 bits, objid = its low 32 bits, objsubid = 1).
+SELECT l.pid
+  FROM pg_catalog.pg_locks l
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.classid = %(high)s::int8::oid AND l.objid = %(low)s::int8::oid
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                      WHERE datname = pg_catalog.current_database())
+ LIMIT 1
+
+-- The rows an apply is about to change, locked until it commits and read as they are now.
+-- FOR NO KEY UPDATE is the lock the UPDATE itself would take: the agent's claim (FOR
+-- UPDATE SKIP LOCKED) skips these jobs, its pga_joblog/pga_jobsteplog inserts (whose
+-- foreign keys take FOR KEY SHARE) go on. Tables in the order pgAdmin's job dialog writes
+-- them, rows in id order, so two lockers never wait for each other in a circle.
+
+-- name: lock_jobs
+{{job_rows}}
+ WHERE j.jobid = ANY(%(jobids)s::int4[])
+ ORDER BY j.jobid
+   FOR NO KEY UPDATE OF j
+
+-- name: lock_steps
+{{step_rows}}
+ ORDER BY jstid
+   FOR NO KEY UPDATE
+
+-- name: lock_schedules
+{{schedule_rows}}
+ ORDER BY jscid
+   FOR NO KEY UPDATE
+
+-- name: lock_exceptions
+{{exception_rows}}
+ ORDER BY e.jexid
+   FOR NO KEY UPDATE OF e

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -134,6 +134,18 @@ class ServiceConnection:
         cur = await self._execute(sql, params)
         return int(cur.rowcount)
 
+    async def count_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> int:
+        """Run statements in one transaction; the last one's row count."""
+        if self._conn is None:
+            raise psycopg.OperationalError("no service connection")
+        conn = self._conn
+
+        async def run() -> int:
+            async with conn.transaction():
+                return await _run_all(conn, statements)
+
+        return await asyncio.wait_for(run(), timeout=SERVICE_STATEMENT_TIMEOUT)
+
     async def _execute(self, sql: str, params: Params) -> Any:
         if self._conn is None:
             raise psycopg.OperationalError("no service connection")
@@ -156,6 +168,15 @@ class ServiceConnection:
 def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+async def _run_all(
+    conn: psycopg.AsyncConnection[Row], statements: Sequence[tuple[str, Params]]
+) -> int:
+    count = 0
+    for sql, params in statements:
+        count = int((await conn.execute(sql, params)).rowcount)
+    return count
 
 
 class ControlPool:
@@ -196,6 +217,11 @@ class ControlPool:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return int(cur.rowcount)
+
+    async def count_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> int:
+        """Run statements in one transaction on one connection; the last one's row count."""
+        async with self.pool.connection() as conn, conn.transaction():
+            return await _run_all(conn, statements)
 
     async def retrying(
         self, attempt: Callable[[], Awaitable[T]], *, retry_timeouts: bool = True

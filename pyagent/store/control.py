@@ -48,6 +48,7 @@ async def _release_failed_run(
     pids: Sequence[int],
     claimed_nextrun: datetime | None,
     retry_delay: Callable[[str | None, int], float | None],
+    timezone: str | None,
 ) -> FailedRunRelease:
     params = {"job_id": job_id, "pids": list(pids), "claimed_nextrun": claimed_nextrun}
     async with conn.transaction():
@@ -55,6 +56,9 @@ async def _release_failed_run(
         if row is None:
             raise _NotClaimed
         kept = row[0] != claimed_nextrun
+        if timezone is not None:
+            # The job's own zone, for the schema's next-run trigger (as in finish_run).
+            await conn.execute(agent_statement("set_local_timezone"), {"zone": timezone})
         # The ordinary close and release of agent.sql; only what follows is job control's.
         await conn.execute(agent_statement("finish_joblog"), {"jlgid": jlgid, "status": status})
         await conn.execute(agent_statement("release_job"), {**params, "next_run": None})
@@ -93,10 +97,12 @@ async def release_failed_run(
     pids: Sequence[int],
     claimed_nextrun: datetime | None,
     retry_delay: Callable[[str | None, int], float | None],
+    timezone: str | None = None,
 ) -> FailedRunRelease | None:
     """Close the run's log, release the job and, if `retry_delay(final status, streak)`
     gives a delay and nobody changed jobnextrun during the run, bring the next run forward
-    to now + delay (unless the schedule's next run comes first), in one transaction.
+    to now + delay (unless the schedule's next run comes first), in one transaction. With
+    the job's own `timezone`, its schedules are read in that zone.
     None when the job is no longer claimed by `pids` (then nothing was changed)."""
     try:
         return await _release_failed_run(
@@ -107,6 +113,7 @@ async def release_failed_run(
             pids=pids,
             claimed_nextrun=claimed_nextrun,
             retry_delay=retry_delay,
+            timezone=timezone,
         )
     except _NotClaimed:
         return None

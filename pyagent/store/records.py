@@ -107,6 +107,33 @@ class DeadRun:
 
 
 @dataclass(frozen=True)
+class Author:
+    """Who last changed what decides what a step or a job runs (pyagent.authorship), as
+    read when the run started. `role` is None when there is no record; `current` is False
+    when the row changed since it was recorded (the recording was bypassed)."""
+
+    role: str | None
+    current: bool
+    trusted: bool  # the agent's own role, a superuser, or a member of a trusted role
+
+    @property
+    def known(self) -> bool:
+        """A record exists and still matches the row."""
+        return self.role is not None and self.current
+
+
+UNKNOWN_AUTHOR = Author(None, False, False)
+
+
+@dataclass(frozen=True)
+class StepAuthors:
+    """The step's author and the author of its job's on/off switch and host agent."""
+
+    step: Author
+    job: Author
+
+
+@dataclass(frozen=True)
 class StepDef:
     """One enabled step of a job, as the agent runs it."""
 
@@ -118,6 +145,8 @@ class StepDef:
     dbname: str
     onerror: str
     desc: str
+    # Read only under --step-rights author (None otherwise).
+    authors: StepAuthors | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +177,29 @@ class ServerFacts:
     in_recovery: bool
     timezone: str
     has_notify_trigger: bool
+
+
+@dataclass(frozen=True)
+class SessionZoneFacts:
+    """The agent session's TimeZone and where it comes from (pg_settings.source), and
+    what every session of the database gets by default when that is known (its own
+    setting, or the one for all roles; None: the server's, not readable here)."""
+
+    timezone: str
+    source: str
+    database_default: str | None
+    role: str
+    database: str
+
+
+@dataclass(frozen=True)
+class AuthorshipFacts:
+    """What --step-rights author needs from the database, checked at every connection."""
+
+    installed: bool
+    readable: bool
+    triggers_always: int  # of the job and step triggers, how many fire always (2 = all)
+    unknown_roles: tuple[str, ...]
 
 
 @dataclass(frozen=True)

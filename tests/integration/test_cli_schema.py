@@ -21,9 +21,15 @@ def test_install_check_and_add_notify(empty_db):
     assert len(again.stderr.strip().splitlines()) == 1
     ok = pyagent("schema", "check", empty_db.dsn)
     assert ok.returncode == 0 and "OK" in ok.stdout
-    assert pyagent("schema", "add-extras", empty_db.dsn).stdout.strip() == "pyagent extras added"
+    assert pyagent("schema", "add-extras", empty_db.dsn).stdout.splitlines() == [
+        "pyagent extras added",
+        "authorship is recorded from now on (schema pyagent; see docs/security.md)",
+    ]
     again = pyagent("schema", "add-notify", empty_db.dsn)  # the earlier name still works
-    assert again.stdout.startswith("pyagent extras already present")
+    assert again.stdout.splitlines() == [
+        "pyagent extras already present (refreshed)",
+        "authorship records already present (refreshed)",
+    ]
     with empty_db.connect() as c:
         indexes = {
             r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'pga_job'")

@@ -20,6 +20,7 @@ from pyagent.store.records import (
     RunStatus,
     SchemaState,
     ServerFacts,
+    SessionZoneFacts,
 )
 
 
@@ -79,6 +80,9 @@ class FakeStore:
     async def server_facts(self) -> ServerFacts:
         return ServerFacts(False, "UTC", False)
 
+    async def session_zone_facts(self) -> SessionZoneFacts | None:
+        return SessionZoneFacts("UTC", "configuration file", None, "pgagent", "postgres")
+
     async def advertise(self, terms: LeaseTerms) -> None:
         self.calls.append(("advertise", terms.advert))
 
@@ -128,7 +132,13 @@ class FakeStore:
         return RunStart(jlgid=1000 + job_id, jobdesc="", steps=())
 
     async def finish_run(
-        self, claim: Claim, owner: Callable[[], int], jlgid: int | None, status: RunStatus
+        self,
+        claim: Claim,
+        owner: Callable[[], int],
+        jlgid: int | None,
+        status: RunStatus,
+        *,
+        timezone: str | None = None,
     ) -> FallbackRelease | None:
         self.calls.append(("finish_run", claim.job_id, status))
         return None

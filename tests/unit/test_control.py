@@ -179,6 +179,32 @@ def test_recovered_document():
     assert doc["event"] == "recovered" and doc["retry"] is None
 
 
+def test_chat_text_escapes_job_text_and_the_document_keeps_it_exact():
+    hostile = RunReport(
+        job_name="evil\x1b]52;c;cHduZWQ=\x07name\nsecond\u202e",
+        status="f",
+        start=REPORT.start,
+        duration=1.0,
+        step_name="s\x1b[2J\x9b",
+        step_status="f",
+        step_result=1,
+        step_output="out\x1b]0;TITLE\x07\x1b[31mred\nline two\ttab",
+        previous_status=None,
+    )
+    doc = build_alert("failure", job_id=7, run_id=8, report=hostile, station="db1")
+    for text in (doc["text"], doc["summary"]):
+        assert not any(c in text for c in "\x1b\x07\x9b\u202e"), text
+    assert doc["summary"].startswith(
+        'pyagent: job 7 "evil\\x1b]52;c;cHduZWQ=\\x07name\\nsecond\\u202e" failed'
+    )
+    assert 'Step "s\\x1b[2J\\x9b"' in doc["summary"]
+    # The output excerpt stays a block: its lines and tabs are kept.
+    assert "```\nout\\x1b]0;TITLE\\x07\\x1b[31mred\nline two\ttab\n```" in doc["text"]
+    assert doc["job_name"] == hostile.job_name
+    assert doc["step"]["name"] == hostile.step_name
+    assert doc["step"]["output"] == hostile.step_output
+
+
 def test_safe_url_keeps_only_scheme_and_host_and_says_credentials_were_given():
     url = "https://user:pw@hooks.example.com:8443/services/T000/B000/XXXXSECRET?token=abc"
     assert safe_url(url) == "https://hooks.example.com:8443 (with credentials)"

@@ -7,7 +7,7 @@ from datetime import date, time
 
 import pytest
 
-from pyagent.jobs import spec
+from pyagent.jobs import annot, spec
 from pyagent.store.records import OnError, StepKind
 
 GOOD = """\
@@ -81,6 +81,21 @@ def test_a_complete_file():
     assert native.fields.weekdays == (False, True, True, True, True, True, False)
 
 
+def test_a_jobs_own_time_zone_is_an_annotation_line():
+    (job,) = parse(
+        """
+        name: j
+        comment: Nightly.
+        timezone: Europe/Berlin
+        schedules:
+          - cron: 0 3 * * *
+        """
+    )
+    assert job.timezone == "Europe/Berlin"
+    assert job.desc(managed=True) == "Nightly.\n@TIMEZONE=Europe/Berlin;\n@MANAGED_BY=pyagent;"
+    assert annot.job_fields(job.desc(managed=False)) == ("Nightly.", {"timezone": "Europe/Berlin"})
+
+
 def test_or_rule_gives_two_named_schedules():
     (job,) = parse(
         """
@@ -146,6 +161,15 @@ def test_or_rule_gives_two_named_schedules():
         ),
         ("name: j\ntimeout: soon\n", "jobs.yaml:2: timeout: 'soon' is not a duration"),
         ("name: j\nretries: -1\n", "jobs.yaml:2: retries: must be a whole number from 0 to 100"),
+        (
+            "name: j\ntimezone: Europe/Berln\n",
+            "jobs.yaml:2: timezone: 'Europe/Berln' is not a known time zone name",
+        ),
+        ("name: j\ntimezone: 3\n", "jobs.yaml:2: timezone: must be a time zone name as text"),
+        (
+            "name: j\ncomment: |\n  hi\n  @TIMEZONE=UTC;\n",
+            "jobs.yaml:2: comment: write the annotation as the field 'timezone'",
+        ),
         ("name: j\nretries: 101\n", "jobs.yaml:2: retries: must be a whole number from 0 to 100"),
         (
             "name: j\nalert: sometimes\n",

@@ -13,17 +13,21 @@ import pytest
 from pyagent.store.agent_store import AgentStore
 
 
-def _store(next_run: datetime | None) -> AgentStore:
+def _store(next_run: datetime | None, zones: list | None = None) -> AgentStore:
     store = AgentStore("", pool_size=1, application_name="t", connect_timeout=1)
 
-    async def fake_next_run(job_id: int) -> tuple[datetime | None, str]:
+    async def fake_next_run(job_id: int, timezone: str | None = None) -> tuple[datetime | None, str]:
+        if zones is not None:
+            zones.append(timezone)
         return next_run, "every day at 03:00"
 
     store.next_run_by_pyagent = fake_next_run  # type: ignore[method-assign]
     return store
 
 
-def _run(store: AgentStore, first_error: Exception | None) -> tuple[list, object]:
+def _run(
+    store: AgentStore, first_error: Exception | None, timezone: str | None = None
+) -> tuple[list, object]:
     seen: list = []
 
     async def first(_none: None) -> None:
@@ -34,7 +38,7 @@ def _run(store: AgentStore, first_error: Exception | None) -> tuple[list, object
     async def fallback(next_run: object) -> None:
         seen.append(("fallback", next_run))
 
-    result = asyncio.run(store._release_with_fallback(42, first, fallback))
+    result = asyncio.run(store._release_with_fallback(42, first, fallback, timezone))
     return seen, result
 
 
@@ -49,6 +53,14 @@ def test_schema_error_releases_with_pyagents_next_run():
     assert seen == [("first",), ("fallback", when)]
     assert result.job_id == 42 and result.next_run == when
     assert "date out of range" in result.error and result.schedules == "every day at 03:00"
+
+
+def test_the_fallback_reads_the_schedules_in_the_jobs_own_zone():
+    zones: list = []
+    when = datetime(2027, 1, 1, 2, 0, tzinfo=UTC)
+    _run(_store(when, zones), psycopg.errors.RaiseException("boom"), "Europe/Berlin")
+    _run(_store(when, zones), psycopg.errors.RaiseException("boom"))
+    assert zones == ["Europe/Berlin", None]
 
 
 def test_a_schedule_that_never_runs_again_is_released_to_infinity():
