@@ -57,7 +57,8 @@ class AgentStore:
         await self.control.open()
 
     async def connect(self, stop: asyncio.Event) -> bool:
-        """Open the service connection; False when stopped while connecting."""
+        """Open the service connection, a server session of its own (NotASession through
+        a transaction pooler); False when stopped while connecting."""
         return await self.service.open(stop)
 
     async def disconnect(self) -> None:
