@@ -21,7 +21,8 @@ def has_notify_trigger(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
 def add_notify_trigger(conninfo: str) -> bool:
     """Add pyagent's extras (notify trigger, due-jobs index) to an existing schema (ours
     or the extension's); idempotent. False if the trigger was already there."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    # prepare_threshold=None: usable through a transaction pooler (see schema.checker).
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
         present = has_notify_trigger(conn)
         with conn.transaction():
             conn.execute(resources.read_sql_file(resources.NOTIFY_FILE).encode())
