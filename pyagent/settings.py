@@ -49,6 +49,9 @@ class Settings:
     """Everything the agent needs to run; built once, never mutated."""
 
     conninfo: str
+    # --step-conninfo: the connection options of SQL steps that name a database
+    # (jstdbname), whose dbname replaces this one's; None = the agent's own conninfo.
+    step_conninfo: str | None = None
     poll_interval: float = 5.0
     retry_interval: float = 30.0
     log_level: int = LOG_ERROR
@@ -76,6 +79,11 @@ class Settings:
     step_timeout: float | None = None
     # Retries, alerts (pyagent.control): --retries, --retry-delay, --alert-*.
     control: ControlSettings = field(default_factory=ControlSettings)
+
+    @property
+    def step_base_conninfo(self) -> str:
+        """What SQL steps that name a database connect with (their dbname replaced)."""
+        return self.step_conninfo or self.conninfo
 
     @property
     def safe_conninfo(self) -> str:
