@@ -14,7 +14,7 @@ import click
 from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
-from pyagent.envconfig import ALERT_WEBHOOK_VAR
+from pyagent.envconfig import ALERT_WEBHOOK_VAR, STEP_CONNINFO_VAR
 from pyagent.liveness import MAX_LEASE, MIN_LEASE
 from pyagent.settings import DEFAULTS
 
@@ -289,6 +289,14 @@ def _role_list(values: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
     help="Do not LISTEN for Run now notifications; rely on polling only.",
 )
 @click.option(
+    "--step-conninfo",
+    metavar="CONNINFO",
+    help="Connection options for SQL steps that name a database (their database replaces "
+    "its dbname), e.g. a PgBouncer in transaction mode while the agent connects directly. "
+    f"Default: the agent's connect string. Also {STEP_CONNINFO_VAR} or "
+    f"{STEP_CONNINFO_VAR}_FILE; a password in it is kept out of ps and the logs.",
+)
+@click.option(
     "--http",
     "http_listen",
     envvar="PYAGENT_HTTP",
@@ -316,6 +324,7 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
     _idle_unless_enabled()
     conninfo = _run_conninfo(connect_string)
     control = control_settings(options)  # reads the alert webhook secret
+    options["step_conninfo"] = _step_conninfo(options["step_conninfo"])
     # pyagent's own secrets are not part of the environment batch steps inherit.
     for name in _CONFIG_SECRETS:
         os.environ.pop(name, None)
@@ -361,6 +370,25 @@ def _run_conninfo(connect_string: tuple[str, ...]) -> str:
     return conninfo
 
 
+def _step_conninfo(given: str | None) -> str | None:
+    """--step-conninfo, or PYAGENT_STEP_CONNINFO(_FILE); checked like the connect string."""
+    from pyagent import envconfig
+
+    try:
+        value = given or envconfig.read_env(STEP_CONNINFO_VAR)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not value:
+        return None
+    try:
+        ci.parse(value)
+    except ci.ConninfoError as exc:
+        raise click.UsageError(
+            f"--step-conninfo is not a valid connection string: {ci.mask_text(str(exc))}"
+        ) from exc
+    return value
+
+
 def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
     """`pyagent run`'s options as the agent's Settings."""
     from pyagent.settings import Settings
@@ -372,6 +400,7 @@ def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
         )
     return Settings(
         conninfo=conninfo,
+        step_conninfo=options["step_conninfo"],
         poll_interval=float(options["poll"]),
         retry_interval=float(options["retry"]),
         log_level=options["log_level"],
@@ -403,6 +432,7 @@ _CONFIG_SECRETS = tuple(
         "PGAGENT_PASSWORD",
         "POSTGRES_PASSWORD",
         "PYAGENT_ALERT_WEBHOOK",
+        "PYAGENT_STEP_CONNINFO",
     )
     for suffix in ("", "_FILE")
 )
@@ -420,26 +450,27 @@ def _idle_while_disabled() -> None:
         signal.pause()
 
 
-_WEBHOOK_FLAG = "--alert-webhook"
+# Flags whose value is a secret: a re-exec moves them to their environment variable.
+_SECRET_FLAGS = {"--alert-webhook": ALERT_WEBHOOK_VAR, "--step-conninfo": STEP_CONNINFO_VAR}
 
 
 def _hide_argv_secrets(conninfo_from_argv: str) -> None:
     """Start again with the secrets out of argv (visible in ps): a password of the connect
-    string and an --alert-webhook URL travel in the environment instead, which only this
-    user and root can read. Returns when argv holds no secret; otherwise does not return."""
+    string, an --alert-webhook URL and a --step-conninfo travel in the environment
+    instead, which only this user and root can read. Returns when argv holds no secret;
+    otherwise does not return."""
     secrets = ci.secrets_of(conninfo_from_argv)
     args = sys.argv[1:]
-    webhook_given = any(a == _WEBHOOK_FLAG or a.startswith(_WEBHOOK_FLAG + "=") for a in args)
-    if not secrets and not webhook_given:
+    flag_given = any(a == flag or a.startswith(flag + "=") for a in args for flag in _SECRET_FLAGS)
+    if not secrets and not flag_given:
         return
     argv: list[str] = []
     rest = iter(args)
     for arg in rest:
-        if arg == _WEBHOOK_FLAG:
-            os.environ[ALERT_WEBHOOK_VAR] = next(rest, "")
-            continue
-        if arg.startswith(_WEBHOOK_FLAG + "="):
-            os.environ[ALERT_WEBHOOK_VAR] = arg.split("=", 1)[1]
+        flag, eq, value = arg.partition("=")
+        if flag in _SECRET_FLAGS:
+            os.environ[_SECRET_FLAGS[flag]] = value if eq else next(rest, "")
+            os.environ.pop(_SECRET_FLAGS[flag] + "_FILE", None)  # the flag wins
             continue
         masked = arg
         for secret in secrets:
@@ -482,7 +513,13 @@ def _start(settings: Any, foreground: bool) -> None:
 
     plog.configure(settings.log_level, settings.log_file, settings.log_format)
     # Job control: the webhook URL is a secret too.
-    plog.register_secrets([*ci.secrets_of(settings.conninfo), *secrets_of(settings.control)])
+    plog.register_secrets(
+        [
+            *ci.secrets_of(settings.conninfo),
+            *ci.secrets_of(settings.step_conninfo or ""),
+            *secrets_of(settings.control),
+        ]
+    )
     if not foreground:
         _daemonize()
     code = asyncio.run(run_agent(settings))

@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL clusters for the demo, the tests and the benchmarks.
+"""Throwaway PostgreSQL clusters (and PgBouncers in front of them) for the demo, the tests
+and the benchmarks.
 
 A cluster lives in a temporary directory, listens on 127.0.0.1 and a private Unix socket
 directory on a free port, and runs with fsync off. initdb refuses to run as root, so when
@@ -11,9 +12,11 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,3 +208,146 @@ def _quote(value: str) -> str:
         return value
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"'{escaped}'"
+
+
+def find_pgbouncer() -> Path:
+    """The pgbouncer program (Debian's package puts it in /usr/sbin)."""
+    explicit = os.environ.get("PYAGENT_PGBOUNCER")
+    if explicit:
+        return Path(explicit)
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if found:
+        return Path(found)
+    raise ClusterError("pgbouncer not found (apt-get install pgbouncer, or set PYAGENT_PGBOUNCER)")
+
+
+@dataclass
+class PgBouncer:
+    """A throwaway PgBouncer in front of a Cluster: every database of the cluster, one
+    pool mode, trust authentication for the listed users (the cluster trusts its
+    superuser on 127.0.0.1, so no password is involved anywhere)."""
+
+    cluster: Cluster
+    basedir: Path
+    port: int
+    pool_mode: str = "transaction"
+    users: tuple[str, ...] = ("postgres",)
+    settings: dict[str, str] = field(default_factory=dict)
+    # Extra [databases] entries (name -> options after the server's host and port), e.g.
+    # {"jobs_agent": "dbname=jobs pool_mode=session"}; every other name is passed through.
+    databases: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def logfile(self) -> Path:
+        return self.basedir / "pgbouncer.log"
+
+    @classmethod
+    def start_for(
+        cls,
+        cluster: Cluster,
+        pool_mode: str = "transaction",
+        users: Sequence[str] = ("postgres",),
+        settings: dict[str, str] | None = None,
+        databases: dict[str, str] | None = None,
+    ) -> PgBouncer:
+        """Write a configuration in a new temporary directory and start pgbouncer on a
+        free port; returns once it accepts connections."""
+        base = Path(tempfile.mkdtemp(prefix="pyagent-pgbouncer-"))
+        bouncer = cls(
+            cluster,
+            base,
+            free_port(),
+            pool_mode,
+            tuple(users),
+            dict(settings or {}),
+            dict(databases or {}),
+        )
+        bouncer._configure()
+        bouncer.start()
+        return bouncer
+
+    def _configure(self) -> None:
+        conf = {
+            "listen_addr": "127.0.0.1",
+            "listen_port": str(self.port),
+            "unix_socket_dir": "",
+            "auth_type": "trust",
+            "auth_file": str(self.basedir / "userlist.txt"),
+            "pool_mode": self.pool_mode,
+            "max_client_conn": "500",
+            "default_pool_size": "20",
+            "max_db_connections": "40",
+            "admin_users": self.cluster.superuser,
+        }
+        conf.update(self.settings)
+        server = f"host=127.0.0.1 port={self.cluster.port}"
+        lines = [
+            "[databases]",
+            *(f"{name} = {server} {options}" for name, options in self.databases.items()),
+            f"* = {server}",
+            "[pgbouncer]",
+            *(f"{key} = {value}" for key, value in conf.items()),
+        ]
+        (self.basedir / "pgbouncer.ini").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        users = "".join(f'"{user}" ""\n' for user in self.users)
+        (self.basedir / "userlist.txt").write_text(users, encoding="utf-8")
+        os.chmod(self.basedir, 0o755)  # noqa: S103 - the server user must read the files
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start pgbouncer (as the postgres OS user when we are root: it refuses root)."""
+        argv = [str(find_pgbouncer()), str(self.basedir / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            argv[1:1] = ["-u", "postgres"]
+        with open(self.logfile, "ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.basedir)
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise ClusterError(
+                    f"pgbouncer exited with {self.process.returncode}: "
+                    + self.logfile.read_text(encoding="utf-8", errors="replace")[-2000:]
+                )
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ClusterError(f"pgbouncer did not listen on port {self.port}")
+            time.sleep(0.05)
+
+    def set_pool_mode(self, pool_mode: str) -> None:
+        """Change the default pool mode and make the running pgbouncer reload (SIGHUP)."""
+        self.pool_mode = pool_mode
+        self._configure()
+        if self.process is not None:
+            self.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        """Stop pgbouncer (SIGINT: close everything at once) and wait for it."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.basedir, ignore_errors=True)
+
+    def dsn(self, dbname: str = "postgres", **extra: str) -> str:
+        """A conninfo for a database of the cluster, through this pooler."""
+        params = {
+            "host": "127.0.0.1",
+            "port": str(self.port),
+            "user": self.cluster.superuser,
+            "dbname": dbname,
+        }
+        params.update(extra)
+        return " ".join(f"{key}={_quote(value)}" for key, value in params.items())

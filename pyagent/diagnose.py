@@ -20,9 +20,11 @@ from psycopg_pool import PoolTimeout
 
 from pyagent.conninfo import mask_text
 from pyagent.schema.privileges import MissingPrivilege, grant_statements
+from pyagent.store.session_check import NotASession
 
 SCHEMA_CHECK_HINT = "run `pyagent schema check '<connect-string>'` as the agent's role"
 PRIVILEGES_DOC = "docs/schema.md#privileges"
+POOLERS_DOC = "docs/deployment.md#poolers-pgbouncer-pgcat-cloud-proxies"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ DIAGNOSED_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     MissingPrivileges,
+    NotASession,
 )
 
 # ---- texts ---------------------------------------------------------------------------------
@@ -111,6 +114,8 @@ def describe(exc: BaseException) -> Diagnosis:
     """Cause and fix for an error met while connecting to or using the pgagent database."""
     if isinstance(exc, MissingPrivileges):
         return privilege_diagnosis(exc.missing, exc.role)
+    if isinstance(exc, NotASession):
+        return not_a_session_diagnosis(exc)
     if isinstance(exc, PoolTimeout):
         return Diagnosis(
             "no connection to the database within the pool timeout",
@@ -261,6 +266,19 @@ def _server_error(exc: psycopg.Error, sqlstate: str | None, cause: str, low: str
             transient=True,
         )
     return Diagnosis(shown, SCHEMA_CHECK_HINT, sqlstate)
+
+
+def not_a_session_diagnosis(exc: NotASession) -> Diagnosis:
+    """A pooler in transaction or statement mode between the agent and the server."""
+    return Diagnosis(
+        f"the agent's connection is not a session of its own ({exc.facts.describe()}): a"
+        " pooler in transaction or statement mode (PgBouncer, pgcat, a cloud proxy) is"
+        " between the agent and PostgreSQL; the agent's identity, claims and LISTEN need"
+        " one server session, so nothing was registered",
+        "connect the agent directly to PostgreSQL, or through a pool in session mode (job"
+        " steps may stay on the pooler: --step-conninfo, or a step's connection string);"
+        f" see {POOLERS_DOC}",
+    )
 
 
 def privilege_diagnosis(missing: Sequence[MissingPrivilege], role: str) -> Diagnosis:

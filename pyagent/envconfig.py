@@ -45,6 +45,8 @@ ENABLED_VARS = ("PYAGENT_ENABLED", "PGAGENT_ENABLED")  # first wins
 ROLE_VAR = "PG_ROLE"
 # Read by pyagent.control.cli (the alert webhook URL is a secret, hence the _FILE form).
 ALERT_WEBHOOK_VAR = "PYAGENT_ALERT_WEBHOOK"
+# Read by pyagent.cli: --step-conninfo (it may hold a password, hence the _FILE form).
+STEP_CONNINFO_VAR = "PYAGENT_STEP_CONNINFO"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -71,6 +73,8 @@ ENV_NAMES: frozenset[str] = frozenset(
         ROLE_VAR,
         ALERT_WEBHOOK_VAR,
         ALERT_WEBHOOK_VAR + FILE_SUFFIX,
+        STEP_CONNINFO_VAR,
+        STEP_CONNINFO_VAR + FILE_SUFFIX,
     }
 )
 

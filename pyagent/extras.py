@@ -35,7 +35,8 @@ def has_extras(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
 def add_notify_trigger(conninfo: str) -> bool:
     """Add pyagent's extras (notify trigger, due-jobs index, time-zone trigger) to an
     existing schema (ours or the extension's); idempotent. False if they were all there."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    # prepare_threshold=None: usable through a transaction pooler (see schema.checker).
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
         present = has_extras(conn)
         with conn.transaction():
             for name in resources.EXTRAS_FILES:
@@ -67,7 +68,7 @@ def add_authorship(conninfo: str, *, change_log_days: float | None = None) -> bo
     """Install (or refresh) the authorship records and their triggers, in one transaction;
     with `change_log_days`, also set how long the change log keeps entries. False if they
     were already there."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
         present = has_authorship(conn)
         with conn.transaction():
             conn.execute(resources.read_sql_file(resources.AUTHORSHIP_FILE).encode())

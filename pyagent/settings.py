@@ -53,6 +53,9 @@ class Settings:
     """Everything the agent needs to run; built once, never mutated."""
 
     conninfo: str
+    # --step-conninfo: the connection options of SQL steps that name a database
+    # (jstdbname), whose dbname replaces this one's; None = the agent's own conninfo.
+    step_conninfo: str | None = None
     poll_interval: float = 5.0
     retry_interval: float = 30.0
     log_level: int = LOG_ERROR
@@ -91,6 +94,11 @@ class Settings:
     def lease_terms(self) -> LeaseTerms:
         """How this agent renews its lease, and when others may judge it dead."""
         return lease_terms(self.poll_interval, self.lease)
+
+    @property
+    def step_base_conninfo(self) -> str:
+        """What SQL steps that name a database connect with (their dbname replaced)."""
+        return self.step_conninfo or self.conninfo
 
     @property
     def safe_conninfo(self) -> str:

@@ -44,7 +44,9 @@ class JobContext:
 
 def step_target(settings: Settings, step: StepDef) -> str:
     """The connection string a SQL step runs on."""
-    return ci.step_conninfo(settings.conninfo, settings.application_name, step.connstr, step.dbname)
+    return ci.step_conninfo(
+        settings.step_base_conninfo, settings.application_name, step.connstr, step.dbname
+    )
 
 
 async def execute_step(ctx: JobContext, job_id: int, step: StepDef, tag: str = "") -> StepOutcome:

@@ -160,9 +160,15 @@ class Agent:
                 return  # stopping: keep the service connection for the shutdown
             except SchemaUnusable:
                 pass  # already logged; wait and check again (the schema may appear)
-            except (AgentCleared, PidInUse):
+            except AgentCleared:
                 await self._disconnect()
                 continue  # register again at once
+            except PidInUse:
+                # Another connection has a better chance of another pid; a session pooler
+                # may hand back the same backend, so not in a tight loop.
+                await self._disconnect()
+                await self.wakeups.sleep(1.0)
+                continue
             except diagnose.DIAGNOSED_ERRORS as exc:
                 # Any database error (refused login, missing privilege, broken
                 # schema, lost server) is one line with its cause and fix, then a retry.

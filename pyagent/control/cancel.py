@@ -65,7 +65,12 @@ def request_cancel(
 ) -> CancelResult:
     """Cancel JOB's current run (JOB: a job id, or an exact job name). With `wait` > 0,
     also wait that long for the running agent to let go of the run."""
-    with psycopg.connect(conninfo, autocommit=True, application_name="pyagent jobs cancel") as conn:
+    with psycopg.connect(
+        conninfo,
+        autocommit=True,
+        prepare_threshold=None,  # usable through a transaction pooler (see jobs.common)
+        application_name="pyagent jobs cancel",
+    ) as conn:
         matches = store.find_jobs(conn, job)
         if not matches:
             return CancelResult("unknown-job", f"no job {job!r} (by id or by name)")

@@ -98,7 +98,10 @@ def connect(conninfo: str | None) -> Iterator[Catalog]:
         ci.parse(text)
     except ci.ConninfoError as exc:
         raise JobsError(f"invalid connection string: {ci.mask_text(str(exc))}", 2) from None
-    params: dict[str, Any] = {"autocommit": True}
+    # No server-side prepared statements (psycopg prepares a statement run 5 times, as
+    # `run --wait` polls): through a transaction pooler (PgBouncer) they would land on
+    # another client's server connection. A short-lived command gains nothing from them.
+    params: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
     if "application_name" not in ci.parse(text):
         params["application_name"] = APPLICATION_NAME
     try:

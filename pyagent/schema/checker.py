@@ -423,5 +423,7 @@ def check_on(conn: psycopg.Connection[Any]) -> CheckReport:
 
 def check(conninfo: str) -> CheckReport:
     """Connect with `conninfo` and check the pgagent schema there (see check_on)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    # prepare_threshold=None: usable through a transaction pooler, whose server
+    # connections do not keep a client's prepared statements.
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
         return check_on(conn)

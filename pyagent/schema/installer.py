@@ -40,7 +40,8 @@ def _existing_schema_reason(conn: psycopg.Connection[Any]) -> str | None:
 
 def install(conninfo: str, *, with_notify: bool = False) -> InstallResult:
     """Create the pgagent schema in one transaction; refuse if one already exists."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    # prepare_threshold=None: usable through a transaction pooler (see schema.checker).
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
         install_on(conn, with_notify=with_notify)
     return InstallResult(with_notify=with_notify)
 

@@ -1,11 +1,14 @@
 """Bounded connection pools for SQL steps, one per target connection string.
 
-A target is the agent's own options with `dbname = jstdbname`, or a step's `jstconnstr`.
+A target is the agent's own options (or --step-conninfo) with `dbname = jstdbname`, or a
+step's `jstconnstr`.
 Each target allows at most `max_size` connections; a step that finds them all in use waits
 for one (it never fails because of the bound). Connection errors surface immediately with
 libpq's message, so an unreachable database fails its step clearly instead of timing out
 in a queue. Connections are handed out clean: after a step, a connection that is idle
-and healthy is reset with DISCARD ALL; anything else is closed.
+and healthy is reset with DISCARD ALL; anything else is closed. Nothing relies on the
+session surviving between statements (no server-side prepared statements), so a target may
+be a pooler in transaction mode.
 """
 
 from __future__ import annotations

@@ -125,9 +125,10 @@ ON CONFLICT (jagpid) DO NOTHING
 RETURNING jagpid, jaglogintime
 
 -- name: stale_row
--- A row holding this session's pid: its backend is gone (the pid is ours now); how long
--- since it last renewed its lease, and when that was.
-SELECT EXTRACT(EPOCH FROM (now() - jaglogintime))::float8, jaglogintime
+-- A row holding this session's pid: its backend is gone (the pid is ours now); the pid (as
+-- the server knows it: a pooler may announce another at login), how long since the row last
+-- renewed its lease, and when that was.
+SELECT jagpid, EXTRACT(EPOCH FROM (now() - jaglogintime))::float8, jaglogintime
   FROM pgagent.pga_jobagent
  WHERE jagpid = pg_catalog.pg_backend_pid()
 

@@ -92,7 +92,8 @@ class AgentStore:
         await self.control.open()
 
     async def connect(self, stop: asyncio.Event) -> bool:
-        """Open the service connection; False when stopped while connecting."""
+        """Open the service connection, a server session of its own (NotASession through
+        a transaction pooler); False when stopped while connecting."""
         return await self.service.open(stop)
 
     async def disconnect(self) -> None:
@@ -181,7 +182,7 @@ class AgentStore:
         rows = await self.service.rows(statement("stale_row"))
         if not rows:
             return None
-        return self.service.backend_pid, float(rows[0][0]), rows[0][1]
+        return int(rows[0][0]), float(rows[0][1]), rows[0][2]
 
     def take_identity(self, pid: int) -> None:
         """This session's pid is the agent's identity from now on (an own row re-used)."""

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pyagent.backoff import Backoff
 from pyagent.conninfo import parse
+from pyagent.store import session_check
 
 Row = tuple[Any, ...]
 Params = Mapping[str, Any] | None
@@ -76,12 +77,6 @@ class ServiceConnection:
     def is_open(self) -> bool:
         return self._conn is not None
 
-    @property
-    def backend_pid(self) -> int:
-        if self._conn is None:
-            raise psycopg.OperationalError("no service connection")
-        return int(self._conn.info.backend_pid)
-
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """A transaction (or, inside one, a savepoint) on the service connection."""
@@ -91,8 +86,10 @@ class ServiceConnection:
             yield
 
     async def open(self, stop: asyncio.Event) -> bool:
-        """Connect; False when `stop` was set first (a shutdown does not wait for a
-        connection attempt to a dead server). Raises TimeoutError or psycopg errors."""
+        """Connect, and check that the connection is a server session of its own; False
+        when `stop` was set first (a shutdown does not wait for a connection attempt to a
+        dead server). Raises NotASession (through a transaction pooler), TimeoutError or
+        psycopg errors; the caller closes the connection then."""
         connecting = asyncio.ensure_future(
             psycopg.AsyncConnection.connect(
                 self._conninfo,
@@ -117,6 +114,9 @@ class ServiceConnection:
                 return False
             raise TimeoutError("timed out connecting to the database")
         self._conn = connecting.result()
+        # Before anything is set in the session: through a transaction pooler a SET would
+        # stay on a server connection that other clients get next.
+        await session_check.require_session(self._conn, self._connect_witness)
         await self._conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         return True
 
@@ -125,6 +125,10 @@ class ServiceConnection:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=5)
+
+    async def _connect_witness(self) -> psycopg.AsyncConnection[Row]:
+        kwargs = connection_kwargs(self._conninfo, f"{self._application_name} session check")
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, **kwargs)
 
     async def rows(self, sql: str, params: Params = None) -> list[Row]:
         cur = await self._execute(sql, params)
@@ -183,11 +187,16 @@ class ControlPool:
     """Run bookkeeping (logs, releases) on a bounded pool of short statements."""
 
     def __init__(self, conninfo: str, size: int, application_name: str) -> None:
+        # Server-side prepared statements are safe here: the pool is used only while the
+        # agent is registered, after its service connection, made with the same conninfo,
+        # proved a session of its own (direct, or a session-mode pool, whose reset query
+        # drops them between clients). Through a transaction pooler they would break.
+        # min_size=0: no connection (and no SET) before that proof.
         kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 3}
         kwargs.update(connection_kwargs(conninfo, application_name))
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             conninfo,
-            min_size=1,
+            min_size=0,
             max_size=size,
             kwargs=kwargs,
             open=False,

@@ -22,6 +22,7 @@ from pyagent.store.records import (
     ServerFacts,
     SessionZoneFacts,
 )
+from pyagent.store.session_check import Finding, NotASession, SessionFacts
 
 
 @dataclass
@@ -47,6 +48,8 @@ class FakeStore:
         self.service = FakeService()
         self.control = FakeControl()
         self.hold_runs = hold_runs
+        # How many connections, from the first, fail the session check.
+        self.pooled_connects = 0
         self.release_runs = asyncio.Event()
         self.runs_started = asyncio.Event()
 
@@ -56,6 +59,9 @@ class FakeStore:
     async def connect(self, stop: asyncio.Event) -> bool:
         self.calls.append(("connect",))
         self.service.is_open = True
+        if self.pooled_connects > 0:  # this connection went through a transaction pooler
+            self.pooled_connects -= 1
+            raise NotASession(SessionFacts(Finding.BACKEND_CHANGED, 101, 102, 7))
         return True
 
     async def disconnect(self) -> None:

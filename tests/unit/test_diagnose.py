@@ -10,6 +10,7 @@ from psycopg_pool import PoolTimeout
 from pyagent import diagnose
 from pyagent.agent.runreport import telling_line
 from pyagent.schema.privileges import MissingPrivilege, grant_statements, quote_role
+from pyagent.store.session_check import Finding, NotASession, SessionFacts
 
 REFUSED = (
     'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
@@ -132,3 +133,46 @@ def test_the_agents_privilege_list_matches_the_schema_checks():
         == privileges.AGENT_FUNCTIONS
     )
     assert schema.AGENT_TABLE_PRIVILEGES is privileges.AGENT_TABLE_PRIVILEGES
+
+
+@pytest.mark.parametrize(
+    ("facts", "seen"),
+    [
+        (
+            SessionFacts(Finding.SHARED_BACKEND, 41, 41, 9),
+            "another connection was handed its server backend, pid 41, between two of its"
+            " transactions",
+        ),
+        (
+            SessionFacts(Finding.BACKEND_CHANGED, 41, 42, 9),
+            "its transactions ran on different server backends, pid 41 then pid 42",
+        ),
+        (
+            SessionFacts(Finding.MARK_LOST, 41, 41, 9),
+            "a setting made in one transaction was gone in the next, on server backend pid 41",
+        ),
+        (
+            SessionFacts(Finding.NO_TRANSACTION_BLOCKS, 41, None, 9, "not allowed"),
+            "a second connection made the same way was refused a transaction block: not allowed",
+        ),
+    ],
+)
+def test_a_connection_that_is_not_a_session_gets_one_line_saying_what_was_seen_and_the_fix(
+    facts, seen
+):
+    exc = NotASession(facts)
+    assert isinstance(exc, diagnose.DIAGNOSED_ERRORS)  # logged as one line, then retried
+    d = diagnose.describe(exc)
+    assert d.cause.startswith(f"the agent's connection is not a session of its own ({seen}): ")
+    assert "nothing was registered" in d.cause
+    assert d.fix.startswith("connect the agent directly to PostgreSQL, or through a pool in")
+    assert "--step-conninfo" in d.fix and diagnose.POOLERS_DOC in d.fix
+    assert not d.transient
+    assert "\n" not in d.text()
+
+
+def test_session_facts_tell_a_proxy_from_a_direct_connection():
+    assert SessionFacts(Finding.SESSION, 41, 41, 41).is_session
+    assert not SessionFacts(Finding.SESSION, 41, 41, 41).through_proxy
+    assert SessionFacts(Finding.SESSION, 41, 41, -1905927365).through_proxy
+    assert not SessionFacts(Finding.BACKEND_CHANGED, 41, 42, 41).is_session

@@ -431,6 +431,7 @@ def test_env_names_lists_every_variable_read():
         "POSTGRES_USER",
         "POSTGRES_PASSWORD",
         "PYAGENT_ALERT_WEBHOOK",  # read with its _FILE form by pyagent.control.cli
+        "PYAGENT_STEP_CONNINFO",  # read with its _FILE form by pyagent.cli
     }
     expected |= {name + "_FILE" for name in expected}
     expected |= {

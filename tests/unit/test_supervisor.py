@@ -78,3 +78,26 @@ def test_a_backlog_is_claimed_in_claim_only_polls():
     assert claims[0][2] is True  # the first poll is a full one
     assert any(c[2] is False for c in claims)  # then claim-only polls work off the backlog
     assert all(c[1] <= 8 for c in claims)
+
+
+def test_a_connection_that_is_not_a_session_registers_and_claims_nothing_until_one_is():
+    async def scenario() -> FakeStore:
+        store = FakeStore(due=[1, 2])
+        store.pooled_connects = 2  # through a transaction pooler twice, then a session
+        agent = _agent(store, retry_interval=10.0)
+        main = asyncio.create_task(agent.run())
+        await _until(lambda: store.names().count("disconnect") == 1)
+        assert not agent.state.ready and not agent.state.registered  # /readyz: not ready
+        await _until(lambda: not store.due and not agent.state.running, timeout=10)
+        agent.request_stop()
+        assert await main == 0
+        return store
+
+    store = asyncio.run(scenario())
+    names = store.names()
+    connects = [i for i, n in enumerate(names) if n == "connect"]
+    assert len(connects) == 3  # every connection is checked, reconnects included
+    # Nothing registered or claimed on the two that failed; each was closed.
+    assert names[connects[0] : connects[2]].count("disconnect") == 2
+    assert "register" not in names[: connects[2]] and "claim" not in names[: connects[2]]
+    assert "register" in names[connects[2] :]
