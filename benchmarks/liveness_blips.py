@@ -5,7 +5,7 @@ own interval when it completes; stamp the end), half with N = 25 s and half with
 session is terminated on the server (pg_terminate_backend: an idle-connection firewall, a
 pooler, a failover proxy would do the same). Then the runs are counted.
 
-    python benchmarks/liveness_blips.py [--minutes 4] [--repo PATH]
+    python benchmarks/liveness_blips.py [--minutes 4] [--poll 5] [--repo PATH]
 
 --repo runs the agents from another checkout (e.g. one of an older commit) for a
 before/after comparison. Prints one JSON line and a small table:
@@ -81,11 +81,25 @@ def make_jobs(conn: psycopg.Connection[Any], db: str) -> dict[int, int]:
     return jobs
 
 
-def start_agent(dsn: str, station: str, repo: Path, workdir: Path) -> subprocess.Popen[bytes]:
+def start_agent(
+    dsn: str, station: str, repo: Path, workdir: Path, poll: int
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(repo))
     log = open(workdir / f"{station}.log", "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "pyagent", "-f", "-l", "1", "--station", station, dsn],
+        [
+            sys.executable,
+            "-m",
+            "pyagent",
+            "-f",
+            "-l",
+            "1",
+            "-t",
+            str(poll),
+            "--station",
+            station,
+            dsn,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -93,7 +107,7 @@ def start_agent(dsn: str, station: str, repo: Path, workdir: Path) -> subprocess
     )
 
 
-def measure(minutes: int, repo: Path) -> dict[str, Any]:
+def measure(minutes: int, repo: Path, poll: int) -> dict[str, Any]:
     cluster = Cluster.create()
     cluster.start()
     workdir = Path(tempfile.mkdtemp(prefix="liveness-"))
@@ -106,7 +120,7 @@ def measure(minutes: int, repo: Path) -> dict[str, Any]:
             schema.install_on(conn)
             conn.execute(STEPS)
             jobs = make_jobs(conn, "blips")
-            agents = [start_agent(dsn, s, repo, workdir) for s in ("one", "two")]
+            agents = [start_agent(dsn, s, repo, workdir, poll) for s in ("one", "two")]
             # The window starts at the next whole minute.
             (start,) = conn.execute(
                 "SELECT date_trunc('minute', now()) + interval '1 minute'"
@@ -201,9 +215,11 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=4)
+    parser.add_argument("--poll", type=int, default=5, help="the agents' -t")
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     args = parser.parse_args()
-    result = measure(args.minutes, args.repo.resolve())
+    result = measure(args.minutes, args.repo.resolve(), args.poll)
+    result["poll"] = args.poll
     result["repo"] = str(args.repo)
     print(json.dumps(result))
     print("| runs | blips | aborted (d) | cut short | overlaps | missed minutes | left r/claimed |")
