@@ -53,7 +53,9 @@ class Lease:
         self.renewed_at = sent_at
 
     def renewed(self, renewal: Renewal, sent_at: float) -> None:
-        self.renewed_value = renewal.renewed
+        # A poll and the keeper may both renew; the row keeps the later value.
+        if self.renewed_value is None or renewal.renewed > self.renewed_value:
+            self.renewed_value = renewal.renewed
         self.renewed_at = max(self.renewed_at or sent_at, sent_at)
         self.others_known = renewal.others > 0
 
