@@ -98,6 +98,10 @@ def start_agent(
             str(poll),
             "--station",
             station,
+            # 12 SQL steps at once on one agent must not wait for a connection (the default
+            # bound is 8 per target): a late start would show as a missed minute.
+            "--max-connections-per-target",
+            "16",
             dsn,
         ],
         stdout=log,
