@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from pyagent import duration
+
 _LINE = re.compile(r"^[ \t]*@([A-Za-z_]+)[ \t]*=[ \t]*([^;\n]*?)[ \t]*;?[ \t]*$", re.MULTILINE)
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 JOB_TIMEOUT_NAMES = ("JOB_TIMEOUT",)
 STEP_TIMEOUT_NAMES = ("JOB_STEP_TIMEOUT", "STEP_TIMEOUT")
@@ -41,14 +41,11 @@ def parse_annotations(text: str) -> dict[str, str]:
 
 
 def parse_duration(value: str) -> float:
-    """Seconds from `30 s`, `500ms`, `2m`, `1h` or a bare number of seconds."""
-    match = _DURATION.match(value.strip())
-    if match is None:
-        raise AnnotationError(f"{value!r} is not a duration (examples: 30 s, 500 ms, 2 m, 1 h)")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
-    if seconds <= 0:
-        raise AnnotationError(f"{value!r}: a timeout must be greater than zero")
-    return seconds
+    """A timeout: a duration greater than zero (pyagent.duration)."""
+    try:
+        return duration.parse_duration(value)
+    except duration.DurationError as exc:
+        raise AnnotationError(str(exc)) from None
 
 
 @cache
@@ -126,10 +123,3 @@ def job_options(jobdesc: str, default_timeout: float | None = None) -> RunOption
 def step_options(jstdesc: str, default_timeout: float | None = None) -> RunOptions:
     """Options from a step's description."""
     return _options(jstdesc, STEP_TIMEOUT_NAMES, default_timeout)
-
-
-def format_seconds(seconds: float) -> str:
-    """A short human form: 1.5 s, 30 s, 2 min."""
-    if seconds >= 120 and seconds % 60 == 0:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"

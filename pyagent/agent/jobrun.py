@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from pyagent import conninfo as ci
 from pyagent.agent.runreport import report_run_end
 from pyagent.agent.steprights import run_with_author_rights
-from pyagent.annotations import format_seconds, job_options, job_timezone, step_options
+from pyagent.annotations import job_options, job_timezone, step_options
 from pyagent.control.options import JobControlOptions, read_job_control
 from pyagent.control.retry import RetryOutcome, release_with_retries
+from pyagent.duration import format_duration
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
 from pyagent.steps.batch import BatchOptions, run_batch_step
@@ -105,12 +106,12 @@ async def run_with_timeout(
     with contextlib.suppress(asyncio.CancelledError):
         await task
     get_logger().warning(
-        f"Step {step.step_id} of job {job_id} timed out after {format_seconds(timeout)}",
+        f"Step {step.step_id} of job {job_id} timed out after {format_duration(timeout)}",
         job_id=job_id,
         step_id=step.step_id,
     )
     return StepOutcome(
-        False, -1, f"ERROR:  step timed out after {format_seconds(timeout)} and was cancelled"
+        False, -1, f"ERROR:  step timed out after {format_duration(timeout)} and was cancelled"
     )
 
 
@@ -169,7 +170,7 @@ class JobRun:
         except TimeoutError:
             # The job's own timeout: the running step was cancelled and is marked aborted.
             self.status = RunStatus.FAILED
-            limit = format_seconds(self.job_timeout or 0)
+            limit = format_duration(self.job_timeout or 0)
             self.abort_message = f"Step aborted: the job's timeout ({limit}) was reached"
             self.log.warning(f"Job {job_id} timed out after {limit}", job_id=job_id)
         except ClaimLost as exc:

@@ -12,14 +12,12 @@ The agent-wide defaults come from ``--retries`` / ``--retry-delay``; an annotati
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pyagent.annotations import AnnotationError, parse_annotations, parse_duration
+from pyagent.annotations import AnnotationError, parse_annotations
+from pyagent.duration import DurationError, parse_duration
 from pyagent.settings import DEFAULT_RETRY_DELAY, ControlSettings
-
-_ZERO = re.compile(r"^0+(\.0*)?\s*(ms|s|m|h)?$", re.IGNORECASE)
 
 AlertPolicy = Literal["failure", "always", "never"]
 ALERT_POLICIES: tuple[AlertPolicy, ...] = ("failure", "always", "never")
@@ -58,12 +56,10 @@ def parse_retries(value: str) -> int:
 def parse_retry_delay(value: str) -> float:
     """A retry delay: a duration (30 s, 2 m, 1 h); zero means "retry at once" (as
     `pyagent jobs apply` allows `retry_delay: 0`)."""
-    if _ZERO.match(value.strip()):
-        return 0.0
     try:
-        return parse_duration(value)
-    except AnnotationError as exc:
-        raise AnnotationError(str(exc).replace("a timeout", "a retry delay")) from None
+        return parse_duration(value, allow_zero=True)
+    except DurationError as exc:
+        raise AnnotationError(str(exc)) from None
 
 
 def parse_alert_policy(value: str) -> AlertPolicy:
@@ -143,16 +139,3 @@ def decide_retry(failure_streak: int, options: JobControlOptions) -> RetryDecisi
     return RetryDecision(
         failure_streak, options.retries, backoff_delay(failure_streak, options.retry_delay)
     )
-
-
-def format_delay(seconds: float) -> str:
-    """A short human form for log lines: 500 ms, 30 s, 2 m, 1.5 m, 1 h."""
-    if seconds == 0:
-        return "0 s"
-    if seconds < 1:
-        return f"{seconds * 1000:g} ms"
-    if seconds >= 3600 and seconds % 360 == 0:
-        return f"{seconds / 3600:g} h"
-    if seconds >= 60 and seconds % 6 == 0:
-        return f"{seconds / 60:g} m"
-    return f"{seconds:g} s"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from psycopg import errors as pgerrors
 
 from pyagent.backoff import Backoff
+from pyagent.duration import format_duration
 from pyagent.jobs.common import EXIT_CONFLICT, EXIT_LOCK_TIMEOUT, JobsError, by_job
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
@@ -33,7 +34,7 @@ Say = Callable[[str], None]
 
 
 def _seconds(value: float) -> str:
-    return f"{round(value, 1):g} s"
+    return format_duration(round(value, 1))
 
 
 @dataclass

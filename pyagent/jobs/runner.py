@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyagent.duration import format_duration
 from pyagent.jobs.common import (
     EXIT_FAILED,
     EXIT_NO_AGENT,
@@ -148,9 +149,9 @@ def _follow(  # noqa: PLR0917
                 emit(f"job {quoted(job.name)}: {run.status.label} in {took} (run {run.jlgid})")
                 code = EXIT_OK if run.status is RunStatus.SUCCEEDED else EXIT_FAILED
                 return RunOutcome(code, data)
-        if deadline is not None and now >= deadline:
+        if timeout is not None and deadline is not None and now >= deadline:
             where = f"run {run.jlgid} is still running" if run else "no agent has started it yet"
-            emit(f"timed out after {timeout:g} s: {where}")
+            emit(f"timed out after {format_duration(timeout)}: {where}")
             data |= {"status": "timeout", "run": run.jlgid if run else None}
             return RunOutcome(EXIT_TIMEOUT, data)
         time.sleep(POLL_SECONDS)
