@@ -10,9 +10,8 @@ from typing import Any
 import psycopg
 
 from pyagent import schedule as pyschedule
-from pyagent.annotations import job_timezone
+from pyagent.annotations import Description, JobOptions, StepOptions, read_job, read_step
 from pyagent.jobs import cron
-from pyagent.jobs.annot import job_fields, step_fields
 from pyagent.jobs.common import JobsError, Zone, by_job, find_job, job_zone
 from pyagent.jobs.render import duration, indent, quoted, seconds, shorten, table
 from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
@@ -126,7 +125,7 @@ def _list_data(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> d
         "enabled": job.enabled,
         "host_agent": job.hostagent,
         "schedules": summaries,
-        "timezone": job_timezone(job.desc).name,
+        "timezone": read_job(job.desc).values.timezone,
         "next_run": zone.iso(job.next_run),
         "last_run": _last_run(job, zone),
         "running": _running(job),
@@ -137,7 +136,7 @@ def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> li
     """One job's row of the `jobs list` table."""
     active = [s for s in summaries if s["enabled"]]
     sched_text = "; ".join(s["cron"] or s["words"] for s in active) or "-"
-    own_zone = job_timezone(job.desc).name
+    own_zone = read_job(job.desc).values.timezone
     if own_zone is not None and active:
         sched_text = f"{sched_text} ({own_zone})"
     last = "-"
@@ -165,7 +164,7 @@ def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> li
 
 
 def _step_data(step: StepRecord) -> dict[str, Any]:
-    comment, annotations = step_fields(step.desc)
+    described = read_step(step.desc)
     return {
         "id": step.jstid,
         "name": step.name,
@@ -174,8 +173,8 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
         "database": step.dbname or None,
         "connection": step.connstr or None,
         "on_error": ON_ERROR_WORD[step.onerror],
-        "description": comment,
-        "annotations": annotations,
+        "description": described.text,
+        "annotations": described.texts(),
         "code": step.code,
     }
 
@@ -212,7 +211,7 @@ def show_job(
     own = job_zone(job.desc)
     upcoming = next_runs(schedules, now, own or zone, count) if job.enabled else []
     recent = catalog.runs(job.jobid, limit=runs)
-    comment, annotations = job_fields(job.desc)
+    comment = read_job(job.desc)
     drift = next_run_drift(catalog, job, now, own, zone)
     authors = _authors(catalog, job.jobid)
     data: dict[str, Any] = {
@@ -221,8 +220,8 @@ def show_job(
         "class": job.class_name,
         "enabled": job.enabled,
         "host_agent": job.hostagent,
-        "comment": comment,
-        "annotations": annotations,
+        "comment": comment.text,
+        "annotations": comment.texts(),
         "created": zone.iso(job.created),
         "changed": zone.iso(job.changed),
         "timezone": zone.name,
@@ -245,8 +244,6 @@ def show_job(
             job,
             zone,
             comment,
-            annotations,
-            own,
             author_lines=_show_author_line(
                 "  author:      ", authors, ("j", job.jobid), job.jobid, zone
             ),
@@ -268,9 +265,7 @@ def show_job(
 def _show_job_lines(
     job: JobRecord,
     zone: Zone,
-    comment: str,
-    annotations: dict[str, str],
-    own: Zone | None,
+    comment: Description[JobOptions],
     *,
     author_lines: list[str] | None = None,
 ) -> list[str]:
@@ -279,19 +274,27 @@ def _show_job_lines(
     out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
     out.append(f"  host agent:  {safe_text(job.hostagent) or '(any)'}")
     out.extend(author_lines or [])
-    if comment:
+    if comment.text:
         out.append("  comment:")
-        out.append(indent(safe_text(comment, block=True), "    "))
-    for name, value in annotations.items():
-        note = "annotation"
-        if name == "timezone" and own is None:
-            note = "annotation; not a known time zone name, so ignored"
-        out.append(f"  {safe_text(name) + ':':<12} {safe_text(value)}   ({note})")
+        out.append(indent(safe_text(comment.text, block=True), "    "))
+    out.extend(f"  {line}" for line in _option_lines(comment, 12))
     if job.agent_pid is not None:
         station = safe_text(job.agent_station or "?")
         out.append(f"  running now: on {station} (agent pid {job.agent_pid})")
     out.append(f"  next run:    {zone.fmt(job.next_run)}   (pga_job.jobnextrun)")
     out.append(f"  times in {zone.name} (the database session's TimeZone)")
+    return out
+
+
+def _option_lines(
+    described: Description[JobOptions] | Description[StepOptions], width: int = 0
+) -> list[str]:
+    """One line per option a description gives: its value as written, and whether the
+    agent ignores it (the same reading as the agent's, pyagent.annotations)."""
+    out = []
+    for key, line in described.lines.items():
+        note = "annotation" if line.problem is None else f"annotation; ignored: {line.problem}"
+        out.append(f"{key + ':':<{width}} {safe_text(line.text)}   ({safe_text(note)})")
     return out
 
 
@@ -355,8 +358,7 @@ def _show_step_lines(
         )
         if d["description"]:
             out.append(f"     description: {safe_text(shorten(d['description'], 70))}")
-        for name, value in d["annotations"].items():
-            out.append(f"     {safe_text(name)}: {safe_text(value)}   (annotation)")
+        out.extend(f"     {line}" for line in _option_lines(read_step(step.desc)))
         if zone is not None:
             out.extend(
                 _show_author_line("     author: ", authors, ("s", step.jstid), step.jobid, zone)

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
-from pyagent.jobs import annot, applylock, cron
+from pyagent.annotations import (
+    JOB_OPTIONS,
+    MANAGED_BY,
+    STEP_TIMEOUT,
+    Description,
+    read_job,
+    read_step,
+)
+from pyagent.jobs import applylock, cron
 from pyagent.jobs.common import by_job
 from pyagent.jobs.render import quoted
 from pyagent.jobs.spec import (
@@ -106,7 +114,7 @@ DELETE_JOBS, DELETE_CHILDREN, UPDATE, INSERT, TOUCH, RESCHEDULE = range(6)
 
 
 def is_managed(desc: str) -> bool:
-    return annot.job_fields(desc)[1].get("managed_by", "").strip().lower() == annot.MANAGED_VALUE
+    return read_job(desc).values.managed
 
 
 def _show(value: object) -> str:
@@ -148,9 +156,7 @@ def _stamp(context: Context, stamp: Stamp | None, zone: str | None) -> datetime 
 
 def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
     desc = spec.desc()
-    if existing is not None and annot.same_meaning(
-        existing.desc, spec.description, spec.annotation_fields(), annot.STEP_NAMES
-    ):
+    if existing is not None and read_step(existing.desc).means(spec.description, spec.options):
         desc = existing.desc
     return StepValues(
         name=spec.name,
@@ -226,17 +232,20 @@ def _step_diff(old: StepRecord, new: StepValues) -> list[str]:
     if old.enabled != new.enabled:
         out.append(f"enabled: {old.enabled} -> {new.enabled}")
     if old.desc != new.desc:
-        old_comment, old_fields = annot.step_fields(old.desc)
-        new_comment, new_fields = annot.step_fields(new.desc)
-        if old_comment != new_comment:
-            out.extend(_text_diff("description", old_comment, new_comment))
-        if old_fields != new_fields:
-            out.append(
-                f"timeout: {_show(old_fields.get('timeout'))} -> {_show(new_fields.get('timeout'))}"
-            )
+        was, now = read_step(old.desc), read_step(new.desc)
+        if was.text != now.text:
+            out.extend(_text_diff("description", was.text, now.text))
+        key = STEP_TIMEOUT.field
+        if _option_changed(was, now, key):
+            out.append(f"{key}: {_show(was.texts().get(key))} -> {_show(now.texts().get(key))}")
     if old.code != new.code:
         out.extend(_text_diff("code", old.code, new.code))
     return out
+
+
+def _option_changed(was: Description[Any], now: Description[Any], key: str) -> bool:
+    """An option whose value changes, or whose old line is ignored (and so rewritten)."""
+    return getattr(was.values, key) != getattr(now.values, key) or bool(was.problems(key))
 
 
 def _schedule_diff(
@@ -526,7 +535,7 @@ def _plan_update(  # noqa: PLR0917
         return
     if not job_row_changed:
         edits.ops.append((TOUCH, lambda catalog: catalog.touch_job(jobid)))
-    old_zone = annot.job_fields(old.desc)[1].get("timezone", "").strip() or None
+    old_zone = read_job(old.desc).values.timezone
     zone_changed = old_zone != spec.timezone
     enabled_now = spec.enabled and not old.enabled
     if zone_changed or (spec.timezone is not None and (schedules_changed or enabled_now)):
@@ -555,7 +564,7 @@ def _update_job_row(
     was_managed = is_managed(old.desc)
     managed = spec.managed if spec.managed is not None else was_managed
     desc = spec.desc(managed)
-    if annot.same_meaning(old.desc, spec.comment, spec.annotation_fields(managed), annot.JOB_NAMES):
+    if read_job(old.desc).means(spec.comment, spec.options_marked(managed)):
         desc = old.desc
     new_class = next((k for k, v in context.classes.items() if v == jclid), None)
     if old.class_name != new_class:
@@ -581,13 +590,14 @@ def _update_job_row(
 def _job_desc_diff(old_desc: str, spec: JobSpec, was_managed: bool, managed: bool) -> list[str]:
     """The differences in a job's comment and its annotation lines."""
     out: list[str] = []
-    old_comment, old_fields = annot.job_fields(old_desc)
-    if old_comment != spec.comment:
-        out.extend(_text_diff("comment", old_comment, spec.comment))
-    new_fields = spec.annotation_fields(managed)
-    for key in ("timeout", "retries", "retry_delay", "alert", "timezone"):
-        if old_fields.get(key) != new_fields.get(key):
-            out.append(f"{key}: {_show(old_fields.get(key))} -> {_show(new_fields.get(key))}")
+    was, now = read_job(old_desc), read_job(spec.desc(managed))
+    if was.text != spec.comment:
+        out.extend(_text_diff("comment", was.text, spec.comment))
+    old_texts, new_texts = was.texts(), now.texts()
+    for option in JOB_OPTIONS:
+        key = option.field
+        if option is not MANAGED_BY and _option_changed(was, now, key):
+            out.append(f"{key}: {_show(old_texts.get(key))} -> {_show(new_texts.get(key))}")
     if was_managed != managed:
         out.append(
             "managed: now marked @MANAGED_BY=pyagent;" if managed else "managed: mark removed"

@@ -10,7 +10,7 @@ or `0755` stay text instead of becoming sexagesimal numbers, dates or booleans.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -18,8 +18,25 @@ from typing import Any
 
 import yaml
 
-from pyagent.control.options import MAX_RETRIES
-from pyagent.jobs import annot, cron
+from pyagent.annotations import (
+    ALERT_POLICIES,
+    JOB_OPTIONS,
+    MAX_RETRIES,
+    STEP_OPTIONS,
+    AnnotationError,
+    JobOptions,
+    Option,
+    StepOptions,
+    managed,
+    parse_alert_policy,
+    parse_retry_delay,
+    parse_timeout,
+    parse_timezone,
+    read_job,
+    read_step,
+    write,
+)
+from pyagent.jobs import cron
 from pyagent.store.records import OnError, StepKind
 
 JOB_FIELDS = (
@@ -222,18 +239,14 @@ class StepSpec:
     on_error: OnError
     enabled: bool
     description: str
-    timeout: str | None
+    options: StepOptions
     code: str
     line: int
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
     def desc(self) -> str:
         """jstdesc: the description plus the timeout annotation line."""
-        extra = [("JOB_STEP_TIMEOUT", self.timeout)] if self.timeout is not None else []
-        return annot.compose(self.description, extra)
-
-    def annotation_fields(self) -> dict[str, str]:
-        return {"timeout": self.timeout} if self.timeout is not None else {}
+        return write(self.description, self.options)
 
 
 @dataclass(frozen=True)
@@ -244,44 +257,24 @@ class JobSpec:
     host_agent: str
     managed: bool | None
     comment: str
-    timeout: str | None
-    retries: int | None
-    retry_delay: str | None
-    alert: str | None
+    options: JobOptions  # without managed_by: apply decides that (see `desc`)
     steps: tuple[StepSpec, ...]
     schedules: tuple[ScheduleSpec, ...]
     file: str
     line: int
     lines: dict[str, int] = field(default_factory=dict, compare=False)
-    timezone: str | None = None
 
-    def annotation_fields(self, managed: bool) -> dict[str, str]:
-        found: dict[str, str] = {}
-        if self.timeout is not None:
-            found["timeout"] = self.timeout
-        if self.retries is not None:
-            found["retries"] = str(self.retries)
-        if self.retry_delay is not None:
-            found["retry_delay"] = self.retry_delay
-        if self.alert is not None:
-            found["alert"] = self.alert
-        if self.timezone is not None:
-            found["timezone"] = self.timezone
-        if managed:
-            found["managed_by"] = annot.MANAGED_VALUE
-        return found
+    @property
+    def timezone(self) -> str | None:
+        return self.options.timezone
 
-    def desc(self, managed: bool) -> str:
-        """jobdesc: the comment plus one annotation line per field that is set."""
-        fields = self.annotation_fields(managed)
-        by_field = {v: k for k, v in annot.JOB_NAMES.items()}
-        lines = [
-            (name, fields[annot.JOB_NAMES[name]])
-            for name in annot.JOB_ORDER
-            if annot.JOB_NAMES[name] in fields
-        ]
-        assert all(key in by_field for key in fields)
-        return annot.compose(self.comment, lines)
+    def options_marked(self, mark: bool) -> JobOptions:
+        """The options with the `@MANAGED_BY=pyagent;` mark, or without it."""
+        return managed(self.options, mark)
+
+    def desc(self, mark: bool) -> str:
+        """jobdesc: the comment plus one annotation line per option that is set."""
+        return write(self.comment, self.options_marked(mark))
 
 
 class _Reader:
@@ -467,8 +460,8 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
     comment = r.text("comment", "") or ""
     enabled = r.boolean("enabled", True)
     managed = r.boolean("managed", False) if r.has("managed") else None
-    timeout = _duration(r, "timeout")
-    retry_delay = _duration(r, "retry_delay", allow_zero=True)
+    timeout = _duration(r, "timeout", parse_timeout)
+    retry_delay = _duration(r, "retry_delay", parse_retry_delay)
     retries: int | None = None
     if r.has("retries"):
         value = r.raw("retries")
@@ -476,10 +469,12 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
             r.problem("retries", f"must be a whole number from 0 to {MAX_RETRIES}, not {value!r}")
         else:
             retries = value
-    alert = r.choice("alert", annot.ALERT_VALUES, "") if r.has("alert") else None
+    alert = (
+        parse_alert_policy(r.choice("alert", ALERT_POLICIES, "failure")) if r.has("alert") else None
+    )
     timezone = _timezone(r)
     if "@" in comment:
-        _warn_annotation_text(r, "comment", comment, annot.JOB_NAMES)
+        _warn_annotation_text(r, "comment", read_job(comment).lines, JOB_OPTIONS)
     steps = _steps(r)
     schedules = _schedules(r)
     if len(problems) > start or name is None:
@@ -491,33 +486,44 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
         host_agent=host_agent,
         managed=managed,
         comment=comment,
-        timeout=timeout,
-        retries=retries,
-        retry_delay=retry_delay,
-        alert=alert,
+        options=JobOptions(
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            alert=alert,
+            timezone=timezone,
+        ),
         steps=tuple(steps),
         schedules=tuple(schedules),
         file=file,
         line=doc.line,
         lines={key: loc.line for key, loc in r.data.items()},
-        timezone=timezone,
     )
 
 
-def _warn_annotation_text(r: _Reader, key: str, text: str, known: dict[str, str]) -> None:
+def _warn_annotation_text(
+    r: _Reader, key: str, found: Mapping[str, object], options: Sequence[Option[Any]]
+) -> None:
     """An annotation line pyagent maps to a field must be written as that field, or a
     second apply would see a difference."""
-    _, found = annot.split(text, known)
-    for name in found:
-        r.problem(key, f"write the annotation as the field {name!r}, not as a line of text")
+    for option in options:
+        if option.field in found:
+            r.problem(
+                key, f"write the annotation as the field {option.field!r}, not as a line of text"
+            )
 
 
-def _duration(r: _Reader, key: str, *, allow_zero: bool = False) -> str | None:
+def _duration(r: _Reader, key: str, parse: Callable[[str], float]) -> float | None:
+    """A duration field: a number of seconds, or text such as `30 s`, `5 m`."""
     if not r.has(key):
         return None
+    value = r.raw(key)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        r.problem(key, "must be a duration: a number of seconds or text like '30 s', '5 m'")
+        return None
     try:
-        return annot.duration_text(r.raw(key), allow_zero=allow_zero)
-    except ValueError as exc:
+        return parse(" ".join(str(value).split()))
+    except AnnotationError as exc:
         r.problem(key, str(exc))
         return None
 
@@ -525,9 +531,13 @@ def _duration(r: _Reader, key: str, *, allow_zero: bool = False) -> str | None:
 def _timezone(r: _Reader) -> str | None:
     if not r.has("timezone"):
         return None
+    value = r.raw("timezone")
+    if not isinstance(value, str):
+        r.problem("timezone", "must be a time zone name as text, such as Europe/Berlin")
+        return None
     try:
-        return annot.timezone_text(r.raw("timezone"))
-    except ValueError as exc:
+        return parse_timezone(value)
+    except AnnotationError as exc:
         r.problem("timezone", str(exc))
         return None
 
@@ -574,7 +584,7 @@ def _step(r: _Reader) -> StepSpec | None:
     code = r.text("code", required=True)
     description = r.text("description", "") or ""
     if "@" in description:
-        _warn_annotation_text(r, "description", description, annot.STEP_NAMES)
+        _warn_annotation_text(r, "description", read_step(description).lines, STEP_OPTIONS)
     if kind is StepKind.SQL and not database and not connection:
         r.problem(None, "an SQL step needs a 'database' (on this server) or a 'connection'")
     if kind is StepKind.BATCH and (database or connection):
@@ -582,7 +592,7 @@ def _step(r: _Reader) -> StepSpec | None:
             "database" if database else "connection",
             "a batch step runs on the agent's host; it takes no database or connection",
         )
-    timeout = _duration(r, "timeout")
+    timeout = _duration(r, "timeout", parse_timeout)
     enabled = r.boolean("enabled", True)
     if len(r.problems) > before or name is None or code is None:
         return None
@@ -594,7 +604,7 @@ def _step(r: _Reader) -> StepSpec | None:
         on_error=on_error,
         enabled=enabled,
         description=description,
-        timeout=timeout,
+        options=StepOptions(timeout=timeout),
         code=code,
         line=r.line,
         lines={key: value.line for key, value in r.data.items()},

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pyagent.annotations import read_job
 from pyagent.control.alerts import (
     AlertDispatcher,
     DeliveryError,
@@ -35,17 +36,17 @@ DEFAULTS = ControlSettings()
 
 def test_annotations_are_read_from_the_comment():
     options = job_control_options(
-        "Nightly load\n@RETRIES=3;\n@RETRY_DELAY=30 s;\n@ALERT=always;\n", DEFAULTS
+        read_job("Nightly load\n@RETRIES=3;\n@RETRY_DELAY=30 s;\n@ALERT=always;\n"), DEFAULTS
     )
     assert options == JobControlOptions(3, 30.0, "always", ())
 
 
 def test_without_annotations_the_defaults_apply():
-    assert job_control_options("just a comment", DEFAULTS) == JobControlOptions(0, 60.0)
+    assert job_control_options(read_job("just a comment"), DEFAULTS) == JobControlOptions(0, 60.0)
     agent_wide = ControlSettings(retries=2, retry_delay=5.0)
-    assert job_control_options("", agent_wide) == JobControlOptions(2, 5.0)
+    assert job_control_options(read_job(""), agent_wide) == JobControlOptions(2, 5.0)
     # The annotation wins over the agent-wide default, 0 included.
-    assert job_control_options("@RETRIES=0;", agent_wide).retries == 0
+    assert job_control_options(read_job("@RETRIES=0;"), agent_wide).retries == 0
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_without_annotations_the_defaults_apply():
     ],
 )
 def test_bad_values_keep_the_default_and_are_reported(line, name):
-    options = job_control_options(f"@RETRIES=2;\n{line}", DEFAULTS)
+    options = job_control_options(read_job(f"@RETRIES=2;\n{line}"), DEFAULTS)
     assert len(options.problems) == 1
     assert options.problems[0].startswith(name)
     value = line.split("=", 1)[1].rstrip(";")
@@ -73,7 +74,7 @@ def test_bad_values_keep_the_default_and_are_reported(line, name):
 
 def test_a_zero_delay_means_retry_at_once():
     # `pyagent jobs apply` accepts retry_delay: 0 and writes it as @RETRY_DELAY=0 s;.
-    options = job_control_options("@RETRIES=2;\n@RETRY_DELAY=0 s;", DEFAULTS)
+    options = job_control_options(read_job("@RETRIES=2;\n@RETRY_DELAY=0 s;"), DEFAULTS)
     assert options.problems == () and options.retry_delay == 0
     assert decide_retry(2, options).delay == 0 and decide_retry(2, options).retrying
 

@@ -7,7 +7,8 @@ from datetime import date, time
 
 import pytest
 
-from pyagent.jobs import annot, spec
+from pyagent.annotations import read_job
+from pyagent.jobs import spec
 from pyagent.store.records import OnError, StepKind
 
 GOOD = """\
@@ -58,9 +59,9 @@ def problems(text: str) -> list[str]:
 def test_a_complete_file():
     (job,) = parse(GOOD)
     assert job.name == "nightly" and job.job_class == "Data Export"
-    assert job.desc(managed=True) == (
-        "Export the day.\n@JOB_TIMEOUT=30 m;\n@RETRIES=2;\n@RETRY_DELAY=90 s;\n@ALERT=failure;\n"
-        "@MANAGED_BY=pyagent;"
+    assert job.desc(True) == (
+        "Export the day.\n@JOB_TIMEOUT=30 m;\n@RETRIES=2;\n@RETRY_DELAY=1 m 30 s;\n"
+        "@ALERT=failure;\n@MANAGED_BY=pyagent;"
     )
     dump, ship = job.steps
     assert (dump.kind, dump.database, dump.on_error) == (StepKind.SQL, "app", OnError.FAIL)
@@ -92,8 +93,9 @@ def test_a_jobs_own_time_zone_is_an_annotation_line():
         """
     )
     assert job.timezone == "Europe/Berlin"
-    assert job.desc(managed=True) == "Nightly.\n@TIMEZONE=Europe/Berlin;\n@MANAGED_BY=pyagent;"
-    assert annot.job_fields(job.desc(managed=False)) == ("Nightly.", {"timezone": "Europe/Berlin"})
+    assert job.desc(True) == "Nightly.\n@TIMEZONE=Europe/Berlin;\n@MANAGED_BY=pyagent;"
+    read = read_job(job.desc(False))
+    assert (read.text, read.texts()) == ("Nightly.", {"timezone": "Europe/Berlin"})
 
 
 def test_or_rule_gives_two_named_schedules():
