@@ -21,7 +21,8 @@ from psycopg import errors as pgerrors
 
 from pyagent.backoff import Backoff
 from pyagent.duration import format_duration
-from pyagent.jobs.common import EXIT_CONFLICT, EXIT_LOCK_TIMEOUT, JobsError, by_job
+from pyagent.exitcodes import EXIT_CONFLICT, EXIT_LOCK_TIMEOUT
+from pyagent.jobs.common import JobsError, by_job
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
 DEFAULT_LOCK_TIMEOUT = 60.0  # seconds, --lock-timeout

@@ -14,28 +14,27 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
-from pyagent.jobs.common import (
+from pyagent.exitcodes import (
     EXIT_CHANGES,
     EXIT_CONFLICT,
     EXIT_FAILED,
     EXIT_LOCK_TIMEOUT,
     EXIT_NO_AGENT,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
     EXIT_TIMEOUT,
-    JobsError,
-    connect,
-    friendly_db_error,
-    handle_errors,
-    session_zone,
+    EXIT_USAGE,
 )
+from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
+from pyagent.jobs.common import JobsError, connect, friendly_db_error, handle_errors, session_zone
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES_HELP = f"""\b
-Exit status: 0 ok; {EXIT_FAILED} error (or the job run failed);
-2 bad usage; {EXIT_CHANGES} apply --dry-run found changes;
+Exit status: {EXIT_OK} ok; {EXIT_FAILED} error (or the job run failed);
+{EXIT_USAGE} bad usage; {EXIT_CHANGES} apply --dry-run found changes;
 {EXIT_TIMEOUT} run --wait timed out; {EXIT_NO_AGENT} run --wait: no live agent can run the job;
-6 cancel: the job is not running (nothing changed);
+{EXIT_NOT_RUNNING} cancel: the job is not running (nothing changed);
 {EXIT_LOCK_TIMEOUT} apply: gave up waiting for another apply (--lock-timeout);
 {EXIT_CONFLICT} apply: a job was edited meanwhile (nothing changed)."""
 
@@ -229,10 +228,10 @@ def cancel_command(conninfo: str | None, job: str, wait: float, who: str | None)
       6  the job is not running: nothing was changed
     The same from pgAdmin's query tool: one SQL statement (README, "Cancelling").
     """
-    from pyagent.control.cancel import EXIT_ERROR, request_cancel
+    from pyagent.control.cancel import request_cancel
 
     result = request_cancel(conninfo or "", job, who=who, wait=wait)
-    click.echo(result.message, err=result.exit_status == EXIT_ERROR)
+    click.echo(result.message, err=result.exit_status == EXIT_FAILED)
     sys.exit(result.exit_status)
 
 

@@ -15,19 +15,10 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from pyagent import conninfo as ci
+from pyagent.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from pyagent.jobs.render import quoted
 from pyagent.safetext import safe_text
 from pyagent.store.catalog import Catalog, JobRecord
-
-# Exit statuses of the jobs commands (README "pyagent jobs", docs/jobs.md).
-EXIT_OK = 0
-EXIT_FAILED = 1  # an error, or (run --wait) the job ended failed/aborted
-EXIT_USAGE = 2
-EXIT_CHANGES = 3  # apply --dry-run: the database differs from the files
-EXIT_TIMEOUT = 4  # run --wait --timeout: the run did not end in time
-EXIT_NO_AGENT = 5  # run: no live agent can pick the job up
-EXIT_LOCK_TIMEOUT = 7  # apply: another apply (or a row lock) outlasted --lock-timeout
-EXIT_CONFLICT = 8  # apply: a job it changes was edited by someone else after it read it
 
 APPLICATION_NAME = "pyagent jobs"
 
@@ -80,7 +71,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except psycopg.Error as exc:
             raise friendly_db_error(exc) from None
         except KeyboardInterrupt:
-            raise JobsError("interrupted", 130) from None
+            raise JobsError("interrupted", EXIT_INTERRUPTED) from None
         except OSError as exc:
             raise JobsError(one_line(exc)) from None
         except Exception as exc:  # the promise is "no tracebacks, ever"
@@ -97,7 +88,9 @@ def connect(conninfo: str | None) -> Iterator[Catalog]:
     try:
         ci.parse(text)
     except ci.ConninfoError as exc:
-        raise JobsError(f"invalid connection string: {ci.mask_text(str(exc))}", 2) from None
+        raise JobsError(
+            f"invalid connection string: {ci.mask_text(str(exc))}", EXIT_USAGE
+        ) from None
     # No server-side prepared statements (psycopg prepares a statement run 5 times, as
     # `run --wait` polls): through a transaction pooler (PgBouncer) they would land on
     # another client's server connection. A short-lived command gains nothing from them.

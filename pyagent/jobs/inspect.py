@@ -11,6 +11,7 @@ import psycopg
 
 from pyagent import schedule as pyschedule
 from pyagent.annotations import Description, JobOptions, StepOptions, read_job, read_step
+from pyagent.exitcodes import EXIT_USAGE
 from pyagent.jobs import cron
 from pyagent.jobs.common import JobsError, Zone, by_job, find_job, job_zone
 from pyagent.jobs.render import duration, indent, quoted, seconds, shorten, table
@@ -583,7 +584,7 @@ def logs(catalog: Catalog, zone: Zone, ident: str, *, last: bool) -> tuple[dict[
             raise JobsError(
                 f"{ident!r} is not a run id; to see a job's newest run: "
                 f"pyagent jobs logs {ident!r} --last",
-                2,
+                EXIT_USAGE,
             )
         maybe = catalog.run(int(ident))
         if maybe is None:

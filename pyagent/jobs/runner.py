@@ -8,15 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyagent.duration import format_duration
-from pyagent.jobs.common import (
-    EXIT_FAILED,
-    EXIT_NO_AGENT,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    JobsError,
-    Zone,
-    find_job,
-)
+from pyagent.exitcodes import EXIT_FAILED, EXIT_NO_AGENT, EXIT_OK, EXIT_TIMEOUT
+from pyagent.jobs.common import JobsError, Zone, find_job
 from pyagent.jobs.inspect import step_run_data, step_run_text
 from pyagent.jobs.render import duration, quoted, seconds
 from pyagent.safetext import safe_text
