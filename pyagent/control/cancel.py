@@ -65,7 +65,7 @@ def request_cancel(
     with psycopg.connect(
         conninfo,
         autocommit=True,
-        prepare_threshold=None,  # usable through a transaction pooler (see jobs.common)
+        prepare_threshold=None,  # usable through a transaction pooler (see jobs.connection)
         application_name="pyagent jobs cancel",
     ) as conn:
         matches = store.find_jobs(conn, job)

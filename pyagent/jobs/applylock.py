@@ -22,7 +22,8 @@ from psycopg import errors as pgerrors
 from pyagent.backoff import Backoff
 from pyagent.duration import format_duration
 from pyagent.exitcodes import EXIT_CONFLICT, EXIT_LOCK_TIMEOUT
-from pyagent.jobs.common import JobsError, by_job
+from pyagent.jobs.errors import JobsError
+from pyagent.jobs.lookup import by_job
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
 DEFAULT_LOCK_TIMEOUT = 60.0  # seconds, --lock-timeout

@@ -26,7 +26,9 @@ from pyagent.exitcodes import (
     EXIT_USAGE,
 )
 from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
-from pyagent.jobs.common import JobsError, connect, friendly_db_error, handle_errors, session_zone
+from pyagent.jobs.connection import connect
+from pyagent.jobs.errors import JobsError, friendly_db_error, handle_errors
+from pyagent.jobs.zones import session_zone
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,11 +112,11 @@ def list_command(
 ) -> None:
     """List jobs: schedule (in words, and as cron where cron can say it), next run, last
     run with status and duration, and the agent running it now."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import listing
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.list_jobs(
+        data, text = listing.list_jobs(
             catalog, zone, failed=failed, running=running, disabled=disabled
         )
     _print(as_json, data, text)
@@ -144,11 +146,11 @@ def list_command(
 def show_command(conninfo: str | None, as_json: bool, job: str, count: int, runs: int) -> None:
     """Show one job: steps in execution order, schedules and exceptions, annotations, the
     next run times, recent runs."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import show
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.show_job(catalog, zone, job, count=count, runs=runs)
+        data, text = show.show_job(catalog, zone, job, count=count, runs=runs)
     _print(as_json, data, text)
 
 
@@ -246,11 +248,11 @@ def history_command(
     conninfo: str | None, as_json: bool, job: str | None, limit: int, failed: bool
 ) -> None:
     """Recent runs of all jobs, or of JOB, newest first."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import runs
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.history(catalog, zone, job, limit=limit, failed=failed)
+        data, text = runs.history(catalog, zone, job, limit=limit, failed=failed)
     _print(as_json, data, text)
 
 
@@ -263,11 +265,11 @@ def history_command(
 def logs_command(conninfo: str | None, as_json: bool, run_or_job: str, last: bool) -> None:
     """Step results and output of one run (a run id from `history`), or of a job's newest
     run with --last."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import runs
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.logs(catalog, zone, run_or_job, last=last)
+        data, text = runs.logs(catalog, zone, run_or_job, last=last)
     _print(as_json, data, text)
 
 
@@ -375,11 +377,11 @@ def _enable_command(enabled: bool) -> Callable[..., None]:
     @json_option
     @handle_errors
     def command(conninfo: str | None, as_json: bool, jobs: tuple[str, ...]) -> None:
-        from pyagent.jobs import inspect
+        from pyagent.jobs import enable
 
         with connect(conninfo) as catalog:
             zone = session_zone(catalog)
-            data, text = inspect.set_enabled(catalog, zone, list(jobs), enabled)
+            data, text = enable.set_enabled(catalog, zone, list(jobs), enabled)
         _print(as_json, data, text)
 
     return command

@@ -19,8 +19,9 @@ from pyagent.annotations import (
     read_step,
 )
 from pyagent.jobs import cron
-from pyagent.jobs.common import Zone, by_job, find_job, job_zone
+from pyagent.jobs.lookup import by_job, find_job
 from pyagent.jobs.spec import KIND_WORD, ON_ERROR_WORD
+from pyagent.jobs.zones import Zone, own_zone
 from pyagent.safetext import INVISIBLE
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
@@ -128,7 +129,7 @@ def job_document(
     doc |= _option_values(read, [o for o in JOB_OPTIONS if o is not MANAGED_BY])
     doc["steps"] = [step_document(s) for s in steps]
     # A job with its own zone has its start/end written in that zone's local time.
-    stamps_zone = job_zone(job.desc) or zone
+    stamps_zone = own_zone(job.desc) or zone
     doc["schedules"] = [schedule_document(s, stamps_zone) for s in schedules]
     return doc
 

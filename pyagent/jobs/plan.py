@@ -25,7 +25,7 @@ from pyagent.annotations import (
     read_step,
 )
 from pyagent.jobs import applylock, cron
-from pyagent.jobs.common import by_job
+from pyagent.jobs.lookup import by_job
 from pyagent.jobs.render import quoted
 from pyagent.jobs.spec import (
     KIND_WORD,

@@ -9,9 +9,11 @@ from typing import Any
 
 from pyagent.duration import format_duration
 from pyagent.exitcodes import EXIT_FAILED, EXIT_NO_AGENT, EXIT_OK, EXIT_TIMEOUT
-from pyagent.jobs.common import JobsError, Zone, find_job
-from pyagent.jobs.inspect import step_run_data, step_run_text
+from pyagent.jobs.errors import JobsError
+from pyagent.jobs.lookup import find_job
 from pyagent.jobs.render import duration, quoted, seconds
+from pyagent.jobs.runs import step_run_data, step_run_text
+from pyagent.jobs.zones import Zone
 from pyagent.safetext import safe_text
 from pyagent.store.catalog import AgentRecord, Catalog, JobRecord, RunRecord
 from pyagent.store.records import RunStatus
