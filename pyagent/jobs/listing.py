@@ -9,6 +9,7 @@ from pyagent.jobs import cron
 from pyagent.jobs.lookup import by_job
 from pyagent.jobs.render import duration, seconds, shorten, table
 from pyagent.jobs.zones import Zone
+from pyagent.schedule import in_words
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord
 from pyagent.store.records import RunStatus
 
@@ -21,7 +22,7 @@ def schedule_summary(sched: ScheduleRecord) -> dict[str, Any]:
         "name": sched.name,
         "enabled": sched.enabled,
         "cron": cron.to_cron(fields),
-        "words": cron.describe(fields),
+        "words": in_words(fields),
     }
 
 

@@ -40,6 +40,7 @@ from pyagent.jobs.spec import (
     step_order_problem,
 )
 from pyagent.safetext import safe_text
+from pyagent.schedule import in_words
 from pyagent.store.catalog import (
     Catalog,
     JobRecord,
@@ -216,7 +217,7 @@ def _step_words(values: StepValues) -> str:
 
 def _schedule_words(fields: cron.Fields) -> str:
     text = cron.to_cron(fields)
-    return f"cron {text!r}" if text else cron.describe(fields)
+    return f"cron {text!r}" if text else in_words(fields)
 
 
 def _step_diff(old: StepRecord, new: StepValues) -> list[str]:

@@ -77,7 +77,7 @@ def _schedule_data(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
         "enabled": sched.enabled,
         "description": sched.desc,
         "cron": cron.to_cron(fields),
-        "words": cron.describe(fields),
+        "words": pyschedule.in_words(fields),
         "native": {kind: cron.format_native(kind, fields.get(kind)) for kind in NATIVE_FIELDS},
         "start": zone.iso(sched.start),
         "end": zone.iso(sched.end),
