@@ -14,8 +14,8 @@ from typing import Any
 
 from pyagent.jobs.errors import JobsError
 from pyagent.jobs.lookup import find_job
+from pyagent.jobs.model import KIND_WORD
 from pyagent.jobs.render import indent, table
-from pyagent.jobs.spec import KIND_WORD
 from pyagent.jobs.zones import Zone
 from pyagent.store.authorship import Access, AuthorshipRecords, ChangeRecord, LockedJob
 from pyagent.store.catalog import Catalog

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import psycopg
@@ -29,6 +29,9 @@ from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
 from pyagent.jobs.connection import connect
 from pyagent.jobs.errors import JobsError, friendly_db_error, handle_errors
 from pyagent.jobs.zones import session_zone
+
+if TYPE_CHECKING:
+    from pyagent.jobs.model import FileJob
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -424,12 +427,13 @@ def export_command(conninfo: str | None, jobs: tuple[str, ...], directory: Path 
         click.echo(f"wrote {path}")
 
 
-def _load_specs(paths: tuple[str, ...], *, changing: bool = True) -> list[Any]:
-    from pyagent.jobs import spec
+def _load_job_files(paths: tuple[str, ...], *, changing: bool = True) -> list[FileJob]:
+    from pyagent.jobs.loading import load
+    from pyagent.jobs.validation import JobFileError
 
     try:
-        return spec.load(paths)
-    except spec.SpecError as exc:
+        return load(paths)
+    except JobFileError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
         count = len(exc.problems)
@@ -443,7 +447,7 @@ def _load_specs(paths: tuple[str, ...], *, changing: bool = True) -> list[Any]:
 def validate_command(paths: tuple[str, ...]) -> None:
     """Check job files without a database: YAML, fields, types, cron expressions, step
     order. (Job classes and databases are checked by apply.)"""
-    specs = _load_specs(paths, changing=False)
+    specs = _load_job_files(paths, changing=False)
     steps = sum(len(s.steps) for s in specs)
     schedules = sum(len(s.schedules) for s in specs)
     click.echo(f"ok: {len(specs)} jobs, {steps} steps, {schedules} pgAgent schedules")
@@ -495,9 +499,9 @@ def apply_command(  # noqa: PLR0917 - click passes options as keywords
     waits.
     """
     from pyagent.jobs import plan as planner
-    from pyagent.jobs import spec
+    from pyagent.jobs.validation import JobFileError
 
-    specs = _load_specs(paths)
+    specs = _load_job_files(paths)
 
     def show(plan: planner.Plan) -> None:
         if not as_json:
@@ -514,7 +518,7 @@ def apply_command(  # noqa: PLR0917 - click passes options as keywords
                 say=lambda line: click.echo(line, err=True),
                 lock_timeout=lock_timeout,
             )
-        except spec.SpecError as exc:
+        except JobFileError as exc:
             for problem in exc.problems:
                 click.echo(f"error: {problem}", err=True)
             raise JobsError("nothing was changed") from None

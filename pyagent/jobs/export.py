@@ -20,7 +20,7 @@ from pyagent.annotations import (
 )
 from pyagent.jobs import cron
 from pyagent.jobs.lookup import by_job, find_job
-from pyagent.jobs.spec import KIND_WORD, ON_ERROR_WORD
+from pyagent.jobs.model import KIND_WORD, ON_ERROR_WORD
 from pyagent.jobs.zones import Zone, own_zone
 from pyagent.safetext import INVISIBLE
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord

@@ -26,19 +26,17 @@ from pyagent.annotations import (
 )
 from pyagent.jobs import applylock, cron
 from pyagent.jobs.lookup import by_job
-from pyagent.jobs.render import quoted
-from pyagent.jobs.spec import (
+from pyagent.jobs.model import (
     KIND_WORD,
     NATIVE_FIELDS,
     ON_ERROR_WORD,
-    JobSpec,
-    Problem,
-    ScheduleSpec,
-    SpecError,
+    FileJob,
+    FileSchedule,
+    FileStep,
     Stamp,
-    StepSpec,
-    step_order_problem,
 )
+from pyagent.jobs.render import quoted
+from pyagent.jobs.validation import JobFileError, Problem, step_order_problem
 from pyagent.safetext import safe_text
 from pyagent.schedule import in_words
 from pyagent.store.catalog import (
@@ -155,7 +153,7 @@ def _stamp(context: Context, stamp: Stamp | None, zone: str | None) -> datetime 
     return stamp.aware if stamp.aware is not None else context.stamps[stamp.text, zone]
 
 
-def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
+def _step_values(spec: FileStep, existing: StepRecord | None) -> StepValues:
     desc = spec.desc()
     if existing is not None and read_step(existing.desc).means(spec.description, spec.options):
         desc = existing.desc
@@ -171,7 +169,7 @@ def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
     )
 
 
-def _schedule_values(context: Context, spec: ScheduleSpec, zone: str | None) -> ScheduleValues:
+def _schedule_values(context: Context, spec: FileSchedule, zone: str | None) -> ScheduleValues:
     f = spec.fields
     return ScheduleValues(
         name=spec.name,
@@ -292,9 +290,9 @@ def _exc_words(d: date | None, t: time | None) -> str:
 # --- planning -------------------------------------------------------------------------------
 
 
-def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
+def _check(catalog: Catalog, specs: Sequence[FileJob]) -> Context:
     """What only the database can check: classes, databases, step order in the database's
-    collation, and ambiguous names. Raises SpecError listing every problem."""
+    collation, and ambiguous names. Raises JobFileError listing every problem."""
     classes = catalog.job_classes()
     by_name = {c.name: c.jclid for c in classes}
     problems = _class_problems(specs, by_name, ", ".join(quoted(c.name) for c in classes))
@@ -306,15 +304,15 @@ def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
         problems += _ambiguous_name_problems(catalog, spec)
     problems += _zone_problems(catalog, specs)
     if problems:
-        raise SpecError(problems)
+        raise JobFileError(problems)
     stamps = _resolve_stamps(catalog, specs)
     problems += _start_end_problems(specs, stamps)
     if problems:
-        raise SpecError(problems)
+        raise JobFileError(problems)
     return Context(by_name, {c.jclid: c.name for c in classes}, stamps)
 
 
-def _class_problems(specs: Sequence[JobSpec], classes: dict[str, int], known: str) -> list[Problem]:
+def _class_problems(specs: Sequence[FileJob], classes: dict[str, int], known: str) -> list[Problem]:
     return [
         Problem(
             spec.file,
@@ -327,13 +325,13 @@ def _class_problems(specs: Sequence[JobSpec], classes: dict[str, int], known: st
     ]
 
 
-def _existing_databases(catalog: Catalog, specs: Sequence[JobSpec]) -> set[str]:
+def _existing_databases(catalog: Catalog, specs: Sequence[FileJob]) -> set[str]:
     """Which of the databases the steps name exist on this server."""
     wanted = sorted({s.database for spec in specs for s in spec.steps if s.database})
     return catalog.existing_databases(wanted) if wanted else set()
 
 
-def _database_problems(spec: JobSpec, existing_dbs: set[str]) -> list[Problem]:
+def _database_problems(spec: FileJob, existing_dbs: set[str]) -> list[Problem]:
     return [
         Problem(
             spec.file,
@@ -346,7 +344,7 @@ def _database_problems(spec: JobSpec, existing_dbs: set[str]) -> list[Problem]:
     ]
 
 
-def _collation_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
+def _collation_problems(catalog: Catalog, spec: FileJob) -> list[Problem]:
     """The steps' name order in the database's collation (the file check used Python's)."""
     names = [s.name for s in spec.steps]
     if len(names) <= 1:
@@ -365,7 +363,7 @@ def _collation_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
     ]
 
 
-def _ambiguous_name_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
+def _ambiguous_name_problems(catalog: Catalog, spec: FileJob) -> list[Problem]:
     ids = catalog.job_ids_by_name(spec.name)
     if len(ids) <= 1:
         return []
@@ -381,7 +379,7 @@ def _ambiguous_name_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
 
 
 def _resolve_stamps(
-    catalog: Catalog, specs: Sequence[JobSpec]
+    catalog: Catalog, specs: Sequence[FileJob]
 ) -> dict[tuple[str, str | None], datetime]:
     """Start and end times written without a zone, read in the job's time zone when it has
     one, else in the session's TimeZone."""
@@ -399,7 +397,7 @@ def _resolve_stamps(
     return resolved
 
 
-def _zone_problems(catalog: Catalog, specs: Sequence[JobSpec]) -> list[Problem]:
+def _zone_problems(catalog: Catalog, specs: Sequence[FileJob]) -> list[Problem]:
     """Zones the files name that this server's tz database does not know (the files were
     checked against the local one)."""
     zones = sorted({spec.timezone for spec in specs if spec.timezone is not None})
@@ -418,7 +416,7 @@ def _zone_problems(catalog: Catalog, specs: Sequence[JobSpec]) -> list[Problem]:
 
 
 def _start_end_problems(
-    specs: Sequence[JobSpec], stamps: dict[tuple[str, str | None], datetime]
+    specs: Sequence[FileJob], stamps: dict[tuple[str, str | None], datetime]
 ) -> list[Problem]:
     problems: list[Problem] = []
     for spec in specs:
@@ -436,7 +434,7 @@ def _start_end_problems(
     return problems
 
 
-def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Plan:
+def make_plan(catalog: Catalog, specs: Sequence[FileJob], *, prune: bool) -> Plan:
     """Compare the files with the database. Reads only; `Plan.execute` writes."""
     context = _check(catalog, specs)
     existing_jobs = catalog.jobs()
@@ -486,7 +484,7 @@ def _deleter(jobid: int) -> Callable[[Catalog], None]:
     return lambda catalog: catalog.delete_job(jobid)
 
 
-def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> None:
+def _plan_create(plan: Plan, context: Context, spec: FileJob, jclid: int) -> None:
     managed = spec.managed if spec.managed is not None else True
     values = JobValues(jclid, spec.name, spec.desc(managed), spec.host_agent, spec.enabled)
     step_values = [_step_values(s, None) for s in spec.steps]
@@ -520,7 +518,7 @@ def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> Non
 def _plan_update(  # noqa: PLR0917
     plan: Plan,
     context: Context,
-    spec: JobSpec,
+    spec: FileJob,
     jclid: int,
     old: JobRecord,
     old_steps: list[StepRecord],
@@ -558,7 +556,7 @@ class _Edits:
 
 
 def _update_job_row(
-    edits: _Edits, context: Context, spec: JobSpec, jclid: int, old: JobRecord
+    edits: _Edits, context: Context, spec: FileJob, jclid: int, old: JobRecord
 ) -> bool:
     """The pga_job row itself (class, enabled, host agent, comment and annotations): adds
     its differences and its update to `edits`; True when the row changes."""
@@ -588,7 +586,7 @@ def _update_job_row(
     return changed
 
 
-def _job_desc_diff(old_desc: str, spec: JobSpec, was_managed: bool, managed: bool) -> list[str]:
+def _job_desc_diff(old_desc: str, spec: FileJob, was_managed: bool, managed: bool) -> list[str]:
     """The differences in a job's comment and its annotation lines."""
     out: list[str] = []
     was, now = read_job(old_desc), read_job(spec.desc(managed))
@@ -607,7 +605,7 @@ def _job_desc_diff(old_desc: str, spec: JobSpec, was_managed: bool, managed: boo
 
 
 def _update_steps(
-    edits: _Edits, jobid: int, wanted: Sequence[StepSpec], existing: list[StepRecord]
+    edits: _Edits, jobid: int, wanted: Sequence[FileStep], existing: list[StepRecord]
 ) -> None:
     """Steps matched by name: changed ones updated, missing ones deleted, new ones added."""
     pairs, new_steps, gone_steps = _pairs(wanted, existing, lambda s: s.name)
@@ -628,7 +626,7 @@ def _update_steps(
 
 
 def _update_schedules(
-    edits: _Edits, context: Context, job: JobSpec, jobid: int, existing: list[ScheduleRecord]
+    edits: _Edits, context: Context, job: FileJob, jobid: int, existing: list[ScheduleRecord]
 ) -> bool:
     """Schedules matched by name, as steps are; an exception moves with its schedule.
     True when any schedule or exception changes."""
@@ -648,7 +646,7 @@ def _update_schedules(
 
 
 def _update_schedule(
-    edits: _Edits, context: Context, spec: ScheduleSpec, old: ScheduleRecord, zone: str | None
+    edits: _Edits, context: Context, spec: FileSchedule, old: ScheduleRecord, zone: str | None
 ) -> None:
     """One schedule that stays: its row and its exceptions, each changed only if needed."""
     new = _schedule_values(context, spec, zone)
@@ -704,7 +702,7 @@ def _schedule_deleter(jscid: int) -> Callable[[Catalog], None]:
 
 
 def _schedule_inserter(
-    jobid: int, values: ScheduleValues, spec: ScheduleSpec
+    jobid: int, values: ScheduleValues, spec: FileSchedule
 ) -> Callable[[Catalog], None]:
     def insert(catalog: Catalog) -> None:
         jscid = catalog.insert_schedule(jobid, values)
@@ -724,7 +722,7 @@ def _exception_inserter(jscid: int, d: date | None, t: time | None) -> Callable[
 
 def apply(
     catalog: Catalog,
-    specs: Sequence[JobSpec],
+    specs: Sequence[FileJob],
     *,
     prune: bool,
     dry_run: bool,

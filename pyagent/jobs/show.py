@@ -14,9 +14,9 @@ from pyagent.annotations import Description, JobOptions, StepOptions, read_job, 
 from pyagent.jobs import cron
 from pyagent.jobs.listing import last_run_data, running_data
 from pyagent.jobs.lookup import find_job
+from pyagent.jobs.model import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
 from pyagent.jobs.render import indent, shorten
 from pyagent.jobs.runs import run_data, runs_table
-from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
 from pyagent.jobs.zones import Zone, own_zone
 from pyagent.safetext import safe_text
 from pyagent.store.authorship import AuthorRecord, ObjectKind

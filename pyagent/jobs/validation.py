@@ -1,22 +1,15 @@
-"""Job files: YAML in, validated job specifications out, with every problem named by file,
-line and field. No database is needed here (`jobs validate`); what only the database can
-check (job classes, databases, the collation's step order) is checked by `jobs apply`.
-
-The YAML is read with a deliberately small set of implicit types (YAML 1.2's core schema:
-null, true/false, decimal integers, floats with a dot), so `02:30`, `2025-12-25`, `yes`
-or `0755` stay text instead of becoming sexagesimal numbers, dates or booleans.
-"""
+"""Job files checked: a YAML document (with its lines) to a FileJob, and a set of jobs
+against each other, with every problem named by file, line and field. No database is
+needed here (`jobs validate`); what only the database can check (job classes, databases,
+the collation's step order) is checked by `jobs apply` (pyagent.jobs.plan)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from pyagent.annotations import (
     ALERT_POLICIES,
@@ -27,17 +20,25 @@ from pyagent.annotations import (
     JobOptions,
     Option,
     StepOptions,
-    managed,
     parse_alert_policy,
     parse_retry_delay,
     parse_timeout,
     parse_timezone,
     read_job,
     read_step,
-    write,
 )
 from pyagent.jobs import cron
-from pyagent.store.records import OnError, StepKind
+from pyagent.jobs.model import (
+    KINDS,
+    NATIVE_FIELDS,
+    ON_ERROR,
+    FileException,
+    FileJob,
+    FileSchedule,
+    FileStep,
+    Stamp,
+)
+from pyagent.store.records import StepKind
 
 JOB_FIELDS = (
     "name",
@@ -54,6 +55,8 @@ JOB_FIELDS = (
     "steps",
     "schedules",
 )
+
+
 STEP_FIELDS = (
     "name",
     "kind",
@@ -65,7 +68,6 @@ STEP_FIELDS = (
     "timeout",
     "code",
 )
-NATIVE_FIELDS = ("minutes", "hours", "weekdays", "monthdays", "months")
 SCHEDULE_FIELDS = (
     "name",
     "description",
@@ -76,10 +78,6 @@ SCHEDULE_FIELDS = (
     "end",
     "exceptions",
 )
-KINDS = {"sql": StepKind.SQL, "batch": StepKind.BATCH}
-ON_ERROR = {"fail": OnError.FAIL, "succeed": OnError.SUCCEED, "ignore": OnError.IGNORE}
-KIND_WORD = {kind: word for word, kind in KINDS.items()}
-ON_ERROR_WORD = {on_error: word for word, on_error in ON_ERROR.items()}
 WEEKDAY_SUFFIX = " (weekdays)"
 
 
@@ -102,7 +100,7 @@ class Problem:
         )
 
 
-class SpecError(Exception):
+class JobFileError(Exception):
     """One or more problems; nothing was (or will be) changed."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
@@ -110,171 +108,15 @@ class SpecError(Exception):
         self.problems = list(problems)
 
 
-# --- YAML with line numbers ---------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core implicit types only."""
-
-
-_Loader.yaml_implicit_resolvers = {}
-for _tag, _regexp, _first in (
-    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    ("int", r"^[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
-    ("float", r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$", "-+0123456789."),
-):
-    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regexp), list(_first))
-
-
 @dataclass(frozen=True)
 class Loc:
-    """A YAML value and the (1-based) line it starts on."""
+    """A value of a job file and the (1-based) line it starts on (pyagent.jobs.loading)."""
 
     value: Any
     line: int
 
 
-class _YamlProblem(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-
-
-def _convert(node: yaml.Node) -> Loc:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.ScalarNode):
-        tag = node.tag.rsplit(":", 1)[-1]
-        text = node.value
-        if tag == "null":
-            return Loc(None, line)
-        if tag == "bool":
-            return Loc(text.lower() == "true", line)
-        if tag == "int":
-            return Loc(int(text), line)
-        if tag == "float":
-            return Loc(float(text), line)
-        if tag == "str":
-            return Loc(text, line)
-        raise _YamlProblem(line, f"unsupported YAML tag {node.tag}")
-    if isinstance(node, yaml.SequenceNode):
-        return Loc([_convert(item) for item in node.value], line)
-    if isinstance(node, yaml.MappingNode):
-        mapping: dict[str, Loc] = {}
-        for key_node, value_node in node.value:
-            key_line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
-                raise _YamlProblem(key_line, "keys must be plain field names (no merge keys)")
-            key = str(key_node.value)
-            if key in mapping:
-                raise _YamlProblem(key_line, f"field {key!r} is given twice")
-            # A field's problems point at the line of its name.
-            mapping[key] = Loc(_convert(value_node).value, key_line)
-        return Loc(mapping, line)
-    raise _YamlProblem(line, "unsupported YAML node")
-
-
-def load_documents(text: str, file: str) -> list[Loc]:
-    """The non-empty YAML documents of a file, with line numbers."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = " ".join(str(exc.problem or exc).split())
-        raise SpecError([Problem(file, line, None, f"not valid YAML: {problem}")]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([Problem(file, None, None, f"not valid YAML: {exc}")]) from None
-    docs = []
-    for node in nodes:
-        if node is None:
-            continue
-        try:
-            docs.append(_convert(node))
-        except _YamlProblem as exc:
-            raise SpecError([Problem(file, exc.line, None, str(exc))]) from None
-    return docs
-
-
-# --- the specification --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """A start/end timestamp: aware when the file gave a zone; otherwise `text` is read in
-    the job's `timezone` when it has one, else in the database session's TimeZone at apply
-    time."""
-
-    text: str
-    aware: datetime | None
-
-
-@dataclass(frozen=True)
-class ExceptionSpec:
-    date: date | None
-    time: time | None
-    line: int
-
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    """One pgAgent schedule (a cron expression may have produced two of these)."""
-
-    name: str
-    description: str
-    enabled: bool
-    fields: cron.Fields
-    start: Stamp | None
-    end: Stamp | None
-    exceptions: tuple[ExceptionSpec, ...]
-    line: int
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    name: str
-    kind: StepKind
-    database: str
-    connection: str
-    on_error: OnError
-    enabled: bool
-    description: str
-    options: StepOptions
-    code: str
-    line: int
-    lines: dict[str, int] = field(default_factory=dict, compare=False)
-
-    def desc(self) -> str:
-        """jstdesc: the description plus the timeout annotation line."""
-        return write(self.description, self.options)
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    name: str
-    job_class: str | None
-    enabled: bool
-    host_agent: str
-    managed: bool | None
-    comment: str
-    options: JobOptions  # without managed_by: apply decides that (see `desc`)
-    steps: tuple[StepSpec, ...]
-    schedules: tuple[ScheduleSpec, ...]
-    file: str
-    line: int
-    lines: dict[str, int] = field(default_factory=dict, compare=False)
-
-    @property
-    def timezone(self) -> str | None:
-        return self.options.timezone
-
-    def options_marked(self, mark: bool) -> JobOptions:
-        """The options with the `@MANAGED_BY=pyagent;` mark, or without it."""
-        return managed(self.options, mark)
-
-    def desc(self, mark: bool) -> str:
-        """jobdesc: the comment plus one annotation line per option that is set."""
-        return write(self.comment, self.options_marked(mark))
+# --- one job ------------------------------------------------------------------------------
 
 
 class _Reader:
@@ -447,7 +289,8 @@ def parse_exception(value: Any) -> tuple[date | None, time | None]:
     return on_date, at_time
 
 
-def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
+def check_job(doc: Loc, file: str, problems: list[Problem]) -> FileJob | None:
+    """One job document as a FileJob; None when it has problems (added to `problems`)."""
     start = len(problems)
     r = _Reader(doc, file, "", JOB_FIELDS, problems)
     if not r.ok:
@@ -479,7 +322,7 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
     schedules = _schedules(r)
     if len(problems) > start or name is None:
         return None
-    return JobSpec(
+    return FileJob(
         name=name,
         job_class=job_class,
         enabled=enabled,
@@ -560,8 +403,8 @@ def _entries(job: _Reader, key: str, allowed: Sequence[str]) -> Iterator[tuple[i
             yield i, r
 
 
-def _steps(job: _Reader) -> list[StepSpec]:
-    steps: list[StepSpec] = []
+def _steps(job: _Reader) -> list[FileStep]:
+    steps: list[FileStep] = []
     for _, r in _entries(job, "steps", STEP_FIELDS):
         step = _step(r)
         if step is not None:
@@ -573,7 +416,7 @@ def _steps(job: _Reader) -> list[StepSpec]:
     return steps
 
 
-def _step(r: _Reader) -> StepSpec | None:
+def _step(r: _Reader) -> FileStep | None:
     """One entry of `steps`, or None when it has problems."""
     before = len(r.problems)
     name = r.text("name", required=True)
@@ -596,7 +439,7 @@ def _step(r: _Reader) -> StepSpec | None:
     enabled = r.boolean("enabled", True)
     if len(r.problems) > before or name is None or code is None:
         return None
-    return StepSpec(
+    return FileStep(
         name=name,
         kind=kind,
         database=database,
@@ -623,14 +466,14 @@ def step_order_problem(file: str, line: int, names: list[str], order: list[int])
     )
 
 
-def _schedules(job: _Reader) -> list[ScheduleSpec]:
-    found: list[ScheduleSpec] = []
+def _schedules(job: _Reader) -> list[FileSchedule]:
+    found: list[FileSchedule] = []
     for i, r in _entries(job, "schedules", SCHEDULE_FIELDS):
         found.extend(_schedule(r, i))
     return found
 
 
-def _schedule(r: _Reader, index: int) -> list[ScheduleSpec]:
+def _schedule(r: _Reader, index: int) -> list[FileSchedule]:
     """One entry of `schedules`: one pgAgent schedule, or two for a cron expression that
     restricts both day-of-month and day-of-week; none when it has problems."""
     before = len(r.problems)
@@ -655,7 +498,7 @@ def _schedule(r: _Reader, index: int) -> list[ScheduleSpec]:
     if len(r.problems) > before or name is None:
         return []
     return [
-        ScheduleSpec(
+        FileSchedule(
             name=name if k == 0 else name + WEEKDAY_SUFFIX,
             description=description,
             enabled=enabled,
@@ -712,16 +555,16 @@ def _native_fields(r: _Reader) -> list[cron.Fields]:
     return [cron.Fields(**arrays)] if len(arrays) == len(NATIVE_FIELDS) else []
 
 
-def _exceptions(r: _Reader) -> list[ExceptionSpec]:
+def _exceptions(r: _Reader) -> list[FileException]:
     """A schedule's exceptions, each listed once."""
-    exceptions: list[ExceptionSpec] = []
+    exceptions: list[FileException] = []
     for loc_exc in _items(r, "exceptions"):
         try:
             on_date, at_time = parse_exception(_plain(loc_exc.value))
         except ValueError as exc:
             r.problem("exceptions", str(exc), loc_exc.line)
             continue
-        exceptions.append(ExceptionSpec(on_date, at_time, loc_exc.line))
+        exceptions.append(FileException(on_date, at_time, loc_exc.line))
     seen: set[tuple[date | None, time | None]] = set()
     for exc_spec in exceptions:
         key = (exc_spec.date, exc_spec.time)
@@ -753,54 +596,14 @@ def _stamp(r: _Reader, key: str) -> Stamp | None:
         return None
 
 
-# --- files and directories ------------------------------------------------------------------
+# --- a set of jobs --------------------------------------------------------------------------
 
 
-def job_files(paths: Iterable[str]) -> list[Path]:
-    """The files named, and the *.yaml / *.yml files under the directories named."""
-    found: list[Path] = []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-            )
-        elif path.exists():
-            found.append(path)
-        else:
-            raise SpecError([Problem(text, None, None, "no such file or directory")])
-    return found
-
-
-def parse_text(text: str, file: str) -> list[JobSpec]:
-    """The jobs of one file's text; SpecError lists every problem found."""
+def check_set(jobs: Sequence[FileJob]) -> list[Problem]:
+    """What is wrong with these jobs together: a name given twice, a date-and-time
+    exception given twice (pgAgent's unique index spans all schedules)."""
     problems: list[Problem] = []
-    jobs = []
-    for doc in load_documents(text, file):
-        job = _job(doc, file, problems)
-        if job is not None:
-            jobs.append(job)
-    if problems:
-        raise SpecError(problems)
-    return jobs
-
-
-def load(paths: Iterable[str]) -> list[JobSpec]:
-    """Every job of these files and directories, checked as a set: each name once, no
-    date-and-time exception twice (pgAgent's unique index spans all schedules)."""
-    problems: list[Problem] = []
-    jobs: list[JobSpec] = []
-    for path in job_files(paths):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(path), None, None, f"cannot read: {exc}"))
-            continue
-        try:
-            jobs.extend(parse_text(text, str(path)))
-        except SpecError as exc:
-            problems.extend(exc.problems)
-    first: dict[str, JobSpec] = {}
+    first: dict[str, FileJob] = {}
     for job in jobs:
         if job.name in first:
             other = first[job.name]
@@ -834,6 +637,4 @@ def load(paths: Iterable[str]) -> list[JobSpec]:
                         )
                     )
                 instants.setdefault(key, where)
-    if problems:
-        raise SpecError(problems)
-    return jobs
+    return problems
