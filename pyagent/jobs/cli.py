@@ -498,18 +498,19 @@ def apply_command(  # noqa: PLR0917 - click passes options as keywords
     is not written over: apply stops and changes nothing (exit status 8). A dry run never
     waits.
     """
-    from pyagent.jobs import plan as planner
+    from pyagent.jobs.apply import apply_job_files
+    from pyagent.jobs.plan import Plan
     from pyagent.jobs.validation import JobFileError
 
     specs = _load_job_files(paths)
 
-    def show(plan: planner.Plan) -> None:
+    def show(plan: Plan) -> None:
         if not as_json:
             click.echo(plan.text())
 
     with connect(conninfo) as catalog:
         try:
-            plan = planner.apply(
+            plan = apply_job_files(
                 catalog,
                 specs,
                 prune=prune,

@@ -1,7 +1,7 @@
 """Job files checked: a YAML document (with its lines) to a FileJob, and a set of jobs
 against each other, with every problem named by file, line and field. No database is
 needed here (`jobs validate`); what only the database can check (job classes, databases,
-the collation's step order) is checked by `jobs apply` (pyagent.jobs.plan)."""
+the collation's step order) is checked by `jobs apply` (pyagent.jobs.apply)."""
 
 from __future__ import annotations
 
