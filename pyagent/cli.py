@@ -15,6 +15,14 @@ from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
 from pyagent.envconfig import ALERT_WEBHOOK_VAR, STEP_CONNINFO_VAR
+from pyagent.exitcodes import (
+    CHECK_CANNOT_CONNECT,
+    CHECK_OK,
+    CHECK_PROBLEMS,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from pyagent.liveness import MAX_LEASE, MIN_LEASE
 from pyagent.settings import DEFAULTS
 
@@ -320,7 +328,7 @@ def run_command(ctx: click.Context, /, connect_string: tuple[str, ...], **option
             err=True,
         )
         click.echo(PGAGENT_USAGE, err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     _idle_unless_enabled()
     conninfo = _run_conninfo(connect_string)
     control = control_settings(options)  # reads the alert webhook secret
@@ -444,7 +452,7 @@ def _idle_while_disabled() -> None:
     import signal
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: sys.exit(0))
+        signal.signal(sig, lambda *_: sys.exit(EXIT_OK))
     click.echo("pyagent is disabled by PYAGENT_ENABLED / PGAGENT_ENABLED / PG_ROLE; idling")
     while True:
         signal.pause()
@@ -546,7 +554,7 @@ def healthcheck_command(url: str | None, live: bool, timeout: float) -> None:
         raise click.UsageError(str(exc)) from exc
     ok, reason = healthcheck.check(target, timeout)
     click.echo(reason)
-    sys.exit(0 if ok else 1)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @main_group.command("demo")
@@ -592,12 +600,6 @@ def schema_install(dsn: str, with_notify: bool) -> None:
     click.echo(
         "pgagent schema version 4 installed" + (" with pyagent's extras" if with_notify else "")
     )
-
-
-# `pyagent schema check` exit statuses (docs/schema.md).
-CHECK_OK = 0
-CHECK_PROBLEMS = 1
-CHECK_CANNOT_CONNECT = 3  # 2 is click's status for bad arguments
 
 
 @schema_group.command("check")
@@ -701,7 +703,7 @@ def schema_grant_editor(dsn: str, roles: tuple[str, ...], dry_run: bool) -> None
                 err=True,
             )
     if risky:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 def _clean(exc: BaseException) -> str:
@@ -748,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         unknown = _unknown_command_message(args[0]) if args else None
         if unknown is not None:
             click.echo(f"pyagent: error: {unknown}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         args = ["run", *args]
         obj[_PGAGENT_FORM] = True
     from pyagent import envconfig
@@ -757,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         defaults = envconfig.option_defaults_from_env()
     except ValueError as exc:
         click.echo(f"pyagent: error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     try:
         main_group.main(
             args=args,
@@ -769,10 +771,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     except click.UsageError as exc:
         click.echo(f"pyagent: error: {exc.format_message()}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         click.echo(f"pyagent: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)

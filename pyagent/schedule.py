@@ -32,12 +32,15 @@ import calendar
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Protocol
 
 __all__ = [
     "HORIZON",
+    "ScheduleArrays",
     "ScheduleException",
     "ScheduleSpec",
     "describe",
+    "in_words",
     "next_run",
     "next_run_for_schedules",
 ]
@@ -51,7 +54,24 @@ _LENGTHS = {"minutes": 60, "hours": 24, "weekdays": 7, "monthdays": 32, "months"
 _MONTH_LEN = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _MAX_MONTH_LEN = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _DAY_NAMES = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
-_MONTH_NAMES = tuple(calendar.month_abbr[1:])
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_LAST = 31  # monthdays index meaning "last day of the month"
+
+
+class ScheduleArrays(Protocol):
+    """Anything holding a pgAgent schedule's five arrays (a stored row, a ScheduleSpec, the
+    arrays a job file gives)."""
+
+    @property
+    def minutes(self) -> Sequence[bool]: ...
+    @property
+    def hours(self) -> Sequence[bool]: ...
+    @property
+    def weekdays(self) -> Sequence[bool]: ...
+    @property
+    def monthdays(self) -> Sequence[bool]: ...
+    @property
+    def months(self) -> Sequence[bool]: ...
 
 
 @dataclass(frozen=True)
@@ -339,8 +359,71 @@ def ranges(indexes: Sequence[int], names: Sequence[str] | None = None) -> str:
     return ",".join(parts)
 
 
+def step_form(indexes: Sequence[int], length: int) -> str | None:
+    """0,15,30,45 -> */15 (only for a whole-field cycle starting at 0)."""
+    if len(indexes) < 2 or indexes[0] != 0:
+        return None
+    step = indexes[1] - indexes[0]
+    if step > 1 and list(indexes) == list(range(0, length, step)):
+        return f"*/{step}"
+    return None
+
+
+def _chosen(flags: Sequence[object], length: int) -> list[int]:
+    return [i for i, flag in enumerate(_flags(list(flags), length)) if flag]
+
+
+def _s(items: Sequence[object]) -> str:
+    return "s" if len(items) > 1 else ""
+
+
+def _times(minutes: list[int], hours: list[int]) -> str:
+    if not minutes and not hours:
+        return "every minute"
+    step = step_form(minutes, 60)
+    if not hours:
+        if step:
+            return f"every {step[2:]} minutes"
+        if len(minutes) == 1:
+            return f"every hour at minute {minutes[0]}"
+        return f"every hour at minutes {ranges(minutes)}"
+    if not minutes:
+        return f"every minute of hour{_s(hours)} {ranges(hours)}"
+    if len(minutes) * len(hours) <= 4:
+        return "at " + ", ".join(f"{h:02d}:{m:02d}" for h in hours for m in minutes)
+    what = f"every {step[2:]} minutes" if step else f"at minute{_s(minutes)} {ranges(minutes)}"
+    return f"{what} of hour{_s(hours)} {ranges(hours)}"
+
+
+def in_words(arrays: ScheduleArrays) -> str:
+    """A schedule's five arrays in words: `every 15 minutes`, `at 02:30 on Mon-Fri`, ...
+    (the one wording, for `pyagent jobs` and for the agent's log)."""
+    parts = [_times(_chosen(arrays.minutes, 60), _chosen(arrays.hours, 24))]
+    weekdays = _chosen(arrays.weekdays, 7)
+    days = _chosen(arrays.monthdays, 32)
+    months = _chosen(arrays.months, 12)
+    day_text = ""
+    if days:
+        plain = ranges([d + 1 for d in days if d != _LAST])
+        if _LAST not in days:
+            day_text = f"on day {plain} of the month"
+        elif plain:
+            day_text = f"on day {plain} and the last day of the month"
+        else:
+            day_text = "on the last day"
+    if weekdays:
+        names = ranges(weekdays, _DAY_NAMES)
+        parts.append(f"{day_text} when it is a {names}" if day_text else f"on {names}")
+    elif day_text:
+        parts.append(day_text)
+    if months:
+        parts.append("in " + ranges(months, _MONTH_NAMES))
+    return " ".join(parts)
+
+
 def describe(spec: ScheduleSpec) -> str:
-    """A short human-readable summary of a schedule, for log messages."""
+    """One stored schedule for log messages: its id, its arrays in words, its start and
+    end, how many exceptions it has."""
     try:
         return _describe(spec)
     except (AttributeError, TypeError, ValueError, OverflowError):
@@ -348,33 +431,11 @@ def describe(spec: ScheduleSpec) -> str:
 
 
 def _describe(spec: ScheduleSpec) -> str:
-    def enabled(flags: Sequence[object], length: int) -> list[int]:
-        return [i for i, flag in enumerate(_flags(list(flags), length)) if flag]
-
-    minutes = enabled(spec.minutes, 60)
-    hours = enabled(spec.hours, 24)
-    weekdays = enabled(spec.weekdays, 7)
-    days = enabled(spec.monthdays, 32)
-    months = enabled(spec.months, 12)
-    parts = [f"schedule {spec.jscid}:"]
-    if not minutes and not hours:
-        parts.append("every minute")
-    else:
-        parts.append(f"minute {ranges(minutes)}" if minutes else "every minute")
-        parts.append(f"of hour {ranges(hours)}" if hours else "of every hour")
-    if weekdays:
-        parts.append(f"on {ranges(weekdays, _DAY_NAMES)}")
-    if days:
-        text = ranges([d + 1 for d in days if d < 31])
-        if 31 in days:
-            text = f"{text},last" if text else "last"
-        parts.append(f"on day {text}")
-    if months:
-        parts.append(f"in {ranges(months, _MONTH_NAMES)}")
+    parts = [f"schedule {spec.jscid}: {in_words(spec)}"]
     parts.append(f"from {spec.start.isoformat(timespec='minutes')}")
     if spec.end is not None:
         parts.append(f"until {spec.end.isoformat(timespec='minutes')}")
     if spec.exceptions:
         count = len(spec.exceptions)
         parts.append(f"({count} exception{'s' if count != 1 else ''})")
-    return " ".join(part for part in parts if part)
+    return " ".join(parts)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from pyagent import conninfo as ci
 from pyagent.agent.runreport import report_run_end
 from pyagent.agent.steprights import run_with_author_rights
-from pyagent.annotations import format_seconds, job_options, job_timezone, step_options
+from pyagent.annotations import job_zone, read_job, read_step, run_options
 from pyagent.control.options import JobControlOptions, read_job_control
 from pyagent.control.retry import RetryOutcome, release_with_retries
+from pyagent.duration import format_duration
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
 from pyagent.steps.batch import BatchOptions, run_batch_step
@@ -105,12 +106,12 @@ async def run_with_timeout(
     with contextlib.suppress(asyncio.CancelledError):
         await task
     get_logger().warning(
-        f"Step {step.step_id} of job {job_id} timed out after {format_seconds(timeout)}",
+        f"Step {step.step_id} of job {job_id} timed out after {format_duration(timeout)}",
         job_id=job_id,
         step_id=step.step_id,
     )
     return StepOutcome(
-        False, -1, f"ERROR:  step timed out after {format_seconds(timeout)} and was cancelled"
+        False, -1, f"ERROR:  step timed out after {format_duration(timeout)} and was cancelled"
     )
 
 
@@ -169,7 +170,7 @@ class JobRun:
         except TimeoutError:
             # The job's own timeout: the running step was cancelled and is marked aborted.
             self.status = RunStatus.FAILED
-            limit = format_seconds(self.job_timeout or 0)
+            limit = format_duration(self.job_timeout or 0)
             self.abort_message = f"Step aborted: the job's timeout ({limit}) was reached"
             self.log.warning(f"Job {job_id} timed out after {limit}", job_id=job_id)
         except ClaimLost as exc:
@@ -210,13 +211,14 @@ class JobRun:
         if start is None:
             return
         self.jlgid = start.jlgid
-        options = job_options(start.jobdesc, self.ctx.settings.job_timeout)
+        comment = read_job(start.jobdesc)  # the job's options, read once for the run
+        options = run_options(comment, self.ctx.settings.job_timeout)
         for problem in options.problems:
             self.log.warning(f"Job {job_id}: ignoring {problem}", job_id=job_id)
         self.job_timeout = options.timeout
         # Job control: retry and alert options from the job's comment.
-        self.control = read_job_control(self.ctx.settings.control, job_id, start.jobdesc)
-        zone = job_timezone(start.jobdesc)
+        self.control = read_job_control(self.ctx.settings.control, job_id, comment)
+        zone = job_zone(comment)
         if zone.problem is not None:
             self.log.warning(
                 f"Job {job_id}: ignoring {zone.problem}; its next run is computed in this "
@@ -242,7 +244,7 @@ class JobRun:
             self.status = RunStatus.INTERNAL_ERROR
             return False
         started = time.monotonic()
-        options = step_options(step.desc, self.ctx.settings.step_timeout)
+        options = run_options(read_step(step.desc), self.ctx.settings.step_timeout)
         for problem in options.problems:
             self.log.warning(f"Step {step.step_id}: ignoring {problem}", **ids)
         tag = run_tag(jlgid, job_id, step.step_id)

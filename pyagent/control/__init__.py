@@ -1,6 +1,7 @@
 """Job control: retries with backoff, cancelling a running job, and failure alerts.
 
-- `options`: the per-job annotations (@RETRIES, @RETRY_DELAY, @ALERT) and the pure retry rules.
+- `options`: a job's @RETRIES, @RETRY_DELAY, @ALERT as job control uses them (read by
+  pyagent.annotations) and the pure retry rules.
 - `retry`: the release of a failed run that may bring its next run forward.
 - `cancel`: the cancel request (CLI and SQL) and the agent's watcher that acts on it.
 - `alerts`: the alert document and its delivery (webhook, command); imported only when set.

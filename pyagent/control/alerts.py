@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import SplitResult, unquote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
+from pyagent.duration import format_duration, rounded
 from pyagent.logsetup import get_logger
 from pyagent.safetext import safe_text
 from pyagent.store.control import RunReport
@@ -159,16 +160,6 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "duration unknown"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
-
-
 @dataclass(frozen=True)
 class RetryNote:
     """The retry decided at the run's release, for the alert's text."""
@@ -242,9 +233,12 @@ def _summary(
     retry: RetryNote | None,
 ) -> str:
     """One line: the job, what happened, where, how long; the failing step; the retry."""
+    took = (
+        "duration unknown" if report.duration is None else format_duration(rounded(report.duration))
+    )
     summary = (
         f'pyagent: job {job_id} "{safe_text(report.job_name)}" {status_text}'
-        f" (run {run_id} on {safe_text(station)}, {_duration_text(report.duration)})"
+        f" (run {run_id} on {safe_text(station)}, {took})"
     )
     if event == "recovered":
         summary = summary.replace(" succeeded", " recovered: succeeded", 1) + " after failing"

@@ -21,15 +21,12 @@ from typing import Literal
 
 import psycopg
 
+from pyagent.exitcodes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK
 from pyagent.safetext import safe_text
 from pyagent.store import control as store
 
 CancelState = Literal["cancelled", "not-running", "unknown-job", "ambiguous"]
 
-# Exit statuses of `pyagent jobs cancel` (6: not one the other jobs commands use).
-EXIT_CANCELLED = 0
-EXIT_ERROR = 1
-EXIT_NOT_RUNNING = 6
 
 
 @dataclass(frozen=True)
@@ -45,10 +42,10 @@ class CancelResult:
     @property
     def exit_status(self) -> int:
         if self.state == "cancelled":
-            return EXIT_CANCELLED
+            return EXIT_OK
         if self.state == "not-running":
             return EXIT_NOT_RUNNING
-        return EXIT_ERROR
+        return EXIT_FAILED
 
 
 def who_cancels() -> str:
@@ -68,7 +65,7 @@ def request_cancel(
     with psycopg.connect(
         conninfo,
         autocommit=True,
-        prepare_threshold=None,  # usable through a transaction pooler (see jobs.common)
+        prepare_threshold=None,  # usable through a transaction pooler (see jobs.connection)
         application_name="pyagent jobs cancel",
     ) as conn:
         matches = store.find_jobs(conn, job)

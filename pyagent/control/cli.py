@@ -9,8 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pyagent.annotations import AnnotationError
-from pyagent.control.options import MAX_RETRIES, parse_retry_delay
+from pyagent.annotations import MAX_RETRIES, AnnotationError, parse_retry_delay
 from pyagent.envconfig import ALERT_WEBHOOK_VAR
 from pyagent.settings import DEFAULT_RETRY_DELAY, ControlSettings
 

@@ -1,10 +1,12 @@
-"""Per-job control options read from the job's comment, and the pure retry rules.
+"""A job's control options as job control uses them, and the pure retry rules.
 
-Annotations (see `pyagent.annotations`), each on its own line of the job's Comment:
+The options are annotations of the job's Comment, read by `pyagent.annotations` (the one
+reader, shared with the rest of the agent and with `pyagent jobs`):
 
 - ``@RETRIES=N;`` — how many times a failed run is retried (0 = never);
-- ``@RETRY_DELAY=<duration>;`` — the delay before the first retry, doubled for each further
-  retry of the same streak, up to `MAX_RETRY_DELAY` (or the first delay, if larger);
+- ``@RETRY_DELAY=<duration>;`` — the delay before the first retry (0 = at once), doubled for
+  each further retry of the same streak, up to `MAX_RETRY_DELAY` (or the first delay, if
+  larger);
 - ``@ALERT=failure|always|never;`` — which run endings are reported to the alert sinks.
 
 The agent-wide defaults come from ``--retries`` / ``--retry-delay``; an annotation wins.
@@ -12,26 +14,13 @@ The agent-wide defaults come from ``--retries`` / ``--retry-delay``; an annotati
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Literal
 
-from pyagent.annotations import AnnotationError, parse_annotations, parse_duration
+from pyagent.annotations import AlertPolicy, Description, JobOptions
 from pyagent.settings import DEFAULT_RETRY_DELAY, ControlSettings
-
-_ZERO = re.compile(r"^0+(\.0*)?\s*(ms|s|m|h)?$", re.IGNORECASE)
-
-AlertPolicy = Literal["failure", "always", "never"]
-ALERT_POLICIES: tuple[AlertPolicy, ...] = ("failure", "always", "never")
 
 # The doubling stops here: a job that keeps failing is retried at most hourly.
 MAX_RETRY_DELAY = 3600.0
-# More retries than this is a typo, not a policy.
-MAX_RETRIES = 100
-
-RETRIES = "RETRIES"
-RETRY_DELAY = "RETRY_DELAY"
-ALERT = "ALERT"
 
 
 @dataclass(frozen=True)
@@ -44,66 +33,28 @@ class JobControlOptions:
     problems: tuple[str, ...] = ()
 
 
-def parse_retries(value: str) -> int:
-    """A retry count: a whole number from 0 to MAX_RETRIES."""
-    text = value.strip()
-    if not text.isdigit():
-        raise AnnotationError(f"{value!r} is not a whole number of retries (0 to {MAX_RETRIES})")
-    count = int(text)
-    if count > MAX_RETRIES:
-        raise AnnotationError(f"{value!r}: at most {MAX_RETRIES} retries")
-    return count
+def job_control_options(
+    comment: Description[JobOptions], defaults: ControlSettings
+) -> JobControlOptions:
+    """A job's control options from its comment as read: an option the comment gives (with
+    a good value, zero included) wins over the default; a bad one keeps the default and is
+    reported."""
+    values = comment.values
+    return JobControlOptions(
+        defaults.retries if values.retries is None else values.retries,
+        defaults.retry_delay if values.retry_delay is None else values.retry_delay,
+        values.alert or "failure",
+        comment.problems("retries", "retry_delay", "alert"),
+    )
 
 
-def parse_retry_delay(value: str) -> float:
-    """A retry delay: a duration (30 s, 2 m, 1 h); zero means "retry at once" (as
-    `pyagent jobs apply` allows `retry_delay: 0`)."""
-    if _ZERO.match(value.strip()):
-        return 0.0
-    try:
-        return parse_duration(value)
-    except AnnotationError as exc:
-        raise AnnotationError(str(exc).replace("a timeout", "a retry delay")) from None
-
-
-def parse_alert_policy(value: str) -> AlertPolicy:
-    """failure, always or never (case-insensitive)."""
-    text = value.strip().lower()
-    for policy in ALERT_POLICIES:
-        if text == policy:
-            return policy
-    raise AnnotationError(f"{value!r} is not one of failure, always, never")
-
-
-def job_control_options(jobdesc: str, defaults: ControlSettings) -> JobControlOptions:
-    """The options of a job from its comment; a bad value keeps the default and is reported."""
-    found = parse_annotations(jobdesc)
-    problems: list[str] = []
-    retries, delay = defaults.retries, defaults.retry_delay
-    alert: AlertPolicy = "failure"
-    if RETRIES in found:
-        try:
-            retries = parse_retries(found[RETRIES])
-        except AnnotationError as exc:
-            problems.append(f"@{RETRIES}: {exc}")
-    if RETRY_DELAY in found:
-        try:
-            delay = parse_retry_delay(found[RETRY_DELAY])
-        except AnnotationError as exc:
-            problems.append(f"@{RETRY_DELAY}: {exc}")
-    if ALERT in found:
-        try:
-            alert = parse_alert_policy(found[ALERT])
-        except AnnotationError as exc:
-            problems.append(f"@{ALERT}: {exc}")
-    return JobControlOptions(retries, delay, alert, tuple(problems))
-
-
-def read_job_control(defaults: ControlSettings, job_id: int, jobdesc: str) -> JobControlOptions:
+def read_job_control(
+    defaults: ControlSettings, job_id: int, comment: Description[JobOptions]
+) -> JobControlOptions:
     """A run's control options; each bad annotation is logged as a warning naming the job."""
     from pyagent.logsetup import get_logger
 
-    options = job_control_options(jobdesc, defaults)
+    options = job_control_options(comment, defaults)
     for problem in options.problems:
         get_logger().warning(f"Job {job_id}: ignoring {problem}", job_id=job_id)
     return options
@@ -143,16 +94,3 @@ def decide_retry(failure_streak: int, options: JobControlOptions) -> RetryDecisi
     return RetryDecision(
         failure_streak, options.retries, backoff_delay(failure_streak, options.retry_delay)
     )
-
-
-def format_delay(seconds: float) -> str:
-    """A short human form for log lines: 500 ms, 30 s, 2 m, 1.5 m, 1 h."""
-    if seconds == 0:
-        return "0 s"
-    if seconds < 1:
-        return f"{seconds * 1000:g} ms"
-    if seconds >= 3600 and seconds % 360 == 0:
-        return f"{seconds / 3600:g} h"
-    if seconds >= 60 and seconds % 6 == 0:
-        return f"{seconds / 60:g} m"
-    return f"{seconds:g} s"

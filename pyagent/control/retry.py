@@ -25,12 +25,8 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from pyagent.control.options import (
-    JobControlOptions,
-    RetryDecision,
-    decide_retry,
-    format_delay,
-)
+from pyagent.control.options import JobControlOptions, RetryDecision, decide_retry
+from pyagent.duration import format_duration
 from pyagent.logsetup import get_logger
 from pyagent.store import control as store
 
@@ -146,7 +142,7 @@ def _report(
     if released.retried:
         log.warning(
             f"job {job_id} failed; retry {decision.attempt} of {decision.retries} "
-            f"in {format_delay(decision.delay)}",
+            f"in {format_duration(decision.delay)}",
             **fields,
         )
         if counters is not None:

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from psycopg import errors as pgerrors
 
 from pyagent.backoff import Backoff
-from pyagent.jobs.common import EXIT_CONFLICT, EXIT_LOCK_TIMEOUT, JobsError, by_job
+from pyagent.duration import format_duration
+from pyagent.exitcodes import EXIT_CONFLICT, EXIT_LOCK_TIMEOUT
+from pyagent.jobs.errors import JobsError
+from pyagent.jobs.lookup import by_job
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
 DEFAULT_LOCK_TIMEOUT = 60.0  # seconds, --lock-timeout
@@ -33,7 +36,7 @@ Say = Callable[[str], None]
 
 
 def _seconds(value: float) -> str:
-    return f"{round(value, 1):g} s"
+    return format_duration(round(value, 1))
 
 
 @dataclass

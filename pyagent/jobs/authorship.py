@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyagent.jobs.common import JobsError, Zone, find_job
+from pyagent.jobs.errors import JobsError
+from pyagent.jobs.lookup import find_job
+from pyagent.jobs.model import KIND_WORD
 from pyagent.jobs.render import indent, table
-from pyagent.jobs.spec import KIND_WORD
+from pyagent.jobs.zones import Zone
 from pyagent.store.authorship import Access, AuthorshipRecords, ChangeRecord, LockedJob
 from pyagent.store.catalog import Catalog
 from pyagent.store.records import StepKind

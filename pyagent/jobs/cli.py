@@ -9,33 +9,37 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import psycopg
 
-from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
-from pyagent.jobs.common import (
+from pyagent.exitcodes import (
     EXIT_CHANGES,
     EXIT_CONFLICT,
     EXIT_FAILED,
     EXIT_LOCK_TIMEOUT,
     EXIT_NO_AGENT,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
     EXIT_TIMEOUT,
-    JobsError,
-    connect,
-    friendly_db_error,
-    handle_errors,
-    session_zone,
+    EXIT_USAGE,
 )
+from pyagent.jobs.applylock import DEFAULT_LOCK_TIMEOUT
+from pyagent.jobs.connection import connect
+from pyagent.jobs.errors import JobsError, friendly_db_error, handle_errors
+from pyagent.jobs.zones import session_zone
+
+if TYPE_CHECKING:
+    from pyagent.jobs.model import FileJob
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES_HELP = f"""\b
-Exit status: 0 ok; {EXIT_FAILED} error (or the job run failed);
-2 bad usage; {EXIT_CHANGES} apply --dry-run found changes;
+Exit status: {EXIT_OK} ok; {EXIT_FAILED} error (or the job run failed);
+{EXIT_USAGE} bad usage; {EXIT_CHANGES} apply --dry-run found changes;
 {EXIT_TIMEOUT} run --wait timed out; {EXIT_NO_AGENT} run --wait: no live agent can run the job;
-6 cancel: the job is not running (nothing changed);
+{EXIT_NOT_RUNNING} cancel: the job is not running (nothing changed);
 {EXIT_LOCK_TIMEOUT} apply: gave up waiting for another apply (--lock-timeout);
 {EXIT_CONFLICT} apply: a job was edited meanwhile (nothing changed)."""
 
@@ -111,11 +115,11 @@ def list_command(
 ) -> None:
     """List jobs: schedule (in words, and as cron where cron can say it), next run, last
     run with status and duration, and the agent running it now."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import listing
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.list_jobs(
+        data, text = listing.list_jobs(
             catalog, zone, failed=failed, running=running, disabled=disabled
         )
     _print(as_json, data, text)
@@ -145,11 +149,11 @@ def list_command(
 def show_command(conninfo: str | None, as_json: bool, job: str, count: int, runs: int) -> None:
     """Show one job: steps in execution order, schedules and exceptions, annotations, the
     next run times, recent runs."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import show
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.show_job(catalog, zone, job, count=count, runs=runs)
+        data, text = show.show_job(catalog, zone, job, count=count, runs=runs)
     _print(as_json, data, text)
 
 
@@ -229,10 +233,10 @@ def cancel_command(conninfo: str | None, job: str, wait: float, who: str | None)
       6  the job is not running: nothing was changed
     The same from pgAdmin's query tool: one SQL statement (README, "Cancelling").
     """
-    from pyagent.control.cancel import EXIT_ERROR, request_cancel
+    from pyagent.control.cancel import request_cancel
 
     result = request_cancel(conninfo or "", job, who=who, wait=wait)
-    click.echo(result.message, err=result.exit_status == EXIT_ERROR)
+    click.echo(result.message, err=result.exit_status == EXIT_FAILED)
     sys.exit(result.exit_status)
 
 
@@ -247,11 +251,11 @@ def history_command(
     conninfo: str | None, as_json: bool, job: str | None, limit: int, failed: bool
 ) -> None:
     """Recent runs of all jobs, or of JOB, newest first."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import runs
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.history(catalog, zone, job, limit=limit, failed=failed)
+        data, text = runs.history(catalog, zone, job, limit=limit, failed=failed)
     _print(as_json, data, text)
 
 
@@ -264,11 +268,11 @@ def history_command(
 def logs_command(conninfo: str | None, as_json: bool, run_or_job: str, last: bool) -> None:
     """Step results and output of one run (a run id from `history`), or of a job's newest
     run with --last."""
-    from pyagent.jobs import inspect
+    from pyagent.jobs import runs
 
     with connect(conninfo) as catalog:
         zone = session_zone(catalog)
-        data, text = inspect.logs(catalog, zone, run_or_job, last=last)
+        data, text = runs.logs(catalog, zone, run_or_job, last=last)
     _print(as_json, data, text)
 
 
@@ -376,11 +380,11 @@ def _enable_command(enabled: bool) -> Callable[..., None]:
     @json_option
     @handle_errors
     def command(conninfo: str | None, as_json: bool, jobs: tuple[str, ...]) -> None:
-        from pyagent.jobs import inspect
+        from pyagent.jobs import enable
 
         with connect(conninfo) as catalog:
             zone = session_zone(catalog)
-            data, text = inspect.set_enabled(catalog, zone, list(jobs), enabled)
+            data, text = enable.set_enabled(catalog, zone, list(jobs), enabled)
         _print(as_json, data, text)
 
     return command
@@ -423,12 +427,13 @@ def export_command(conninfo: str | None, jobs: tuple[str, ...], directory: Path 
         click.echo(f"wrote {path}")
 
 
-def _load_specs(paths: tuple[str, ...], *, changing: bool = True) -> list[Any]:
-    from pyagent.jobs import spec
+def _load_job_files(paths: tuple[str, ...], *, changing: bool = True) -> list[FileJob]:
+    from pyagent.jobs.loading import load
+    from pyagent.jobs.validation import JobFileError
 
     try:
-        return spec.load(paths)
-    except spec.SpecError as exc:
+        return load(paths)
+    except JobFileError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
         count = len(exc.problems)
@@ -442,7 +447,7 @@ def _load_specs(paths: tuple[str, ...], *, changing: bool = True) -> list[Any]:
 def validate_command(paths: tuple[str, ...]) -> None:
     """Check job files without a database: YAML, fields, types, cron expressions, step
     order. (Job classes and databases are checked by apply.)"""
-    specs = _load_specs(paths, changing=False)
+    specs = _load_job_files(paths, changing=False)
     steps = sum(len(s.steps) for s in specs)
     schedules = sum(len(s.schedules) for s in specs)
     click.echo(f"ok: {len(specs)} jobs, {steps} steps, {schedules} pgAgent schedules")
@@ -493,18 +498,19 @@ def apply_command(  # noqa: PLR0917 - click passes options as keywords
     is not written over: apply stops and changes nothing (exit status 8). A dry run never
     waits.
     """
-    from pyagent.jobs import plan as planner
-    from pyagent.jobs import spec
+    from pyagent.jobs.apply import apply_job_files
+    from pyagent.jobs.plan import Plan
+    from pyagent.jobs.validation import JobFileError
 
-    specs = _load_specs(paths)
+    specs = _load_job_files(paths)
 
-    def show(plan: planner.Plan) -> None:
+    def show(plan: Plan) -> None:
         if not as_json:
             click.echo(plan.text())
 
     with connect(conninfo) as catalog:
         try:
-            plan = planner.apply(
+            plan = apply_job_files(
                 catalog,
                 specs,
                 prune=prune,
@@ -513,7 +519,7 @@ def apply_command(  # noqa: PLR0917 - click passes options as keywords
                 say=lambda line: click.echo(line, err=True),
                 lock_timeout=lock_timeout,
             )
-        except spec.SpecError as exc:
+        except JobFileError as exc:
             for problem in exc.problems:
                 click.echo(f"error: {problem}", err=True)
             raise JobsError("nothing was changed") from None

@@ -1,4 +1,4 @@
-"""Cron expressions <-> pgAgent schedules, and schedules in words.
+"""Cron expressions <-> pgAgent schedules, and pgAgent's fields as job files write them.
 
 A pgAgent schedule is five boolean arrays (minutes[60], hours[24], weekdays[7] with index 0 =
 Sunday, monthdays[32] with index 31 = "last day of the month", months[12]); an all-false
@@ -19,12 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from croniter import CroniterError
 from croniter import croniter as _croniter
 
-from pyagent.schedule import ranges
+from pyagent.schedule import ScheduleArrays, ranges, step_form
 
 Flags = tuple[bool, ...]
 
@@ -49,21 +48,6 @@ class CronError(ValueError):
     """A cron expression that is invalid, or that pgAgent cannot express."""
 
 
-class _Arrays(Protocol):
-    """Anything that has pga_schedule's five arrays."""
-
-    @property
-    def minutes(self) -> Flags: ...
-    @property
-    def hours(self) -> Flags: ...
-    @property
-    def weekdays(self) -> Flags: ...
-    @property
-    def monthdays(self) -> Flags: ...
-    @property
-    def months(self) -> Flags: ...
-
-
 @dataclass(frozen=True)
 class Fields:
     """The five arrays of one pgAgent schedule (pga_schedule's layout, 0-based)."""
@@ -79,9 +63,15 @@ class Fields:
         return cls(*(tuple([False] * LENGTHS[k]) for k in _ORDER))
 
     @classmethod
-    def of(cls, row: _Arrays) -> Fields:
+    def of(cls, row: ScheduleArrays) -> Fields:
         """The arrays of a schedule row (or of the values to write into one)."""
-        return cls(row.minutes, row.hours, row.weekdays, row.monthdays, row.months)
+        return cls(
+            tuple(row.minutes),
+            tuple(row.hours),
+            tuple(row.weekdays),
+            tuple(row.monthdays),
+            tuple(row.months),
+        )
 
     def get(self, kind: str) -> Flags:
         value: Flags = getattr(self, kind)
@@ -223,22 +213,12 @@ def _compress(indexes: list[int], label: Sequence[str] | None = None, base: int 
     return ranges([k + base for k in indexes])
 
 
-def _step_form(indexes: list[int], length: int) -> str | None:
-    """0,15,30,45 -> */15 (only for a whole-field cycle starting at 0)."""
-    if len(indexes) < 2 or indexes[0] != 0:
-        return None
-    step = indexes[1] - indexes[0]
-    if step > 1 and indexes == list(range(0, length, step)):
-        return f"*/{step}"
-    return None
-
-
 def _cron_field(flags: Flags, kind: str) -> str:
     chosen = _set(flags)
     if not chosen:
         return "*"
     if kind in (MINUTES, HOURS):
-        return _step_form(chosen, LENGTHS[kind]) or _compress(chosen)
+        return step_form(chosen, LENGTHS[kind]) or _compress(chosen)
     if kind == MONTHDAYS:
         text = _compress([d for d in chosen if d != LAST], base=1)
         if LAST in chosen:
@@ -393,62 +373,6 @@ def format_native(kind: str, flags: Flags) -> int | str | None:
             text = f"{text},last" if text else "last"
         return text
     return _compress(chosen, _NAMES[kind])
-
-
-# --- words ------------------------------------------------------------------------------
-
-
-def _clock(hour: int, minute: int) -> str:
-    return f"{hour:02d}:{minute:02d}"
-
-
-def _s(items: Sequence[object]) -> str:
-    return "s" if len(items) > 1 else ""
-
-
-def describe(fields: Fields) -> str:
-    """A schedule in words: `every 15 minutes`, `at 02:30 on Mon-Fri`, ..."""
-    minutes, hours = _set(fields.minutes), _set(fields.hours)
-    if not minutes and not hours:
-        when = "every minute"
-    elif not hours:
-        step = _step_form(minutes, 60)
-        if step:
-            when = f"every {step[2:]} minutes"
-        elif len(minutes) == 1:
-            when = f"every hour at minute {minutes[0]}"
-        else:
-            when = f"every hour at minutes {_compress(minutes)}"
-    elif not minutes:
-        when = f"every minute of hour{_s(hours)} {_compress(hours)}"
-    elif len(minutes) * len(hours) <= 4:
-        when = "at " + ", ".join(_clock(h, m) for h in hours for m in minutes)
-    else:
-        step = _step_form(minutes, 60)
-        what = (
-            f"every {step[2:]} minutes" if step else f"at minute{_s(minutes)} {_compress(minutes)}"
-        )
-        when = f"{what} of hour{_s(hours)} {_compress(hours)}"
-    parts = [when]
-    weekdays, days, months = _set(fields.weekdays), _set(fields.monthdays), _set(fields.months)
-    day_text = ""
-    if days:
-        plain = _compress([d for d in days if d != LAST], base=1)
-        if LAST in days:
-            plain = f"{plain} and the last day" if plain else "the last day"
-        day_text = f"on day {plain} of the month" if not plain.startswith("the") else f"on {plain}"
-        day_text = day_text.replace("on day the last day", "on the last day")
-    if weekdays:
-        names = _compress(weekdays, [n.capitalize() for n in DAY_NAMES])
-        if day_text:
-            parts.append(f"{day_text} when it is a {names}")
-        else:
-            parts.append(f"on {names}")
-    elif day_text:
-        parts.append(day_text)
-    if months:
-        parts.append("in " + _compress(months, [n.capitalize() for n in MONTH_NAMES]))
-    return " ".join(parts)
 
 
 def never_matches(fields: Fields) -> bool:

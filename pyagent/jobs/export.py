@@ -9,10 +9,19 @@ from typing import Any
 
 import yaml
 
-from pyagent.jobs import annot, cron
-from pyagent.jobs.common import Zone, by_job, find_job, job_zone
-from pyagent.jobs.plan import is_managed
-from pyagent.jobs.spec import KIND_WORD, ON_ERROR_WORD
+from pyagent.annotations import (
+    JOB_OPTIONS,
+    MANAGED_BY,
+    STEP_TIMEOUT,
+    Description,
+    Option,
+    read_job,
+    read_step,
+)
+from pyagent.jobs import cron
+from pyagent.jobs.lookup import by_job, find_job
+from pyagent.jobs.model import KIND_WORD, ON_ERROR_WORD
+from pyagent.jobs.zones import Zone, own_zone
 from pyagent.safetext import INVISIBLE
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
@@ -49,12 +58,25 @@ def _exception(d: Any, t: Any) -> str:
     return " ".join(parts)
 
 
-def _number_or_text(value: str) -> int | str:
-    return int(value) if value.strip().isdigit() else value
+def _option_values(read: Description[Any], options: Sequence[Option[Any]]) -> dict[str, Any]:
+    """{field: value} of the options a description gives, as a job file writes them: a
+    value as the agent reads it, a value it ignores as written (so that it is seen)."""
+    out: dict[str, Any] = {}
+    for option in options:
+        line = read.lines.get(option.field)
+        if line is None:
+            continue
+        value = getattr(read.values, option.field)
+        if value is None:
+            out[option.field] = line.text
+        else:
+            # Numbers of retries stay numbers; durations, names and words are text.
+            out[option.field] = value if isinstance(value, int) else option.write(value)
+    return out
 
 
 def step_document(step: StepRecord) -> dict[str, Any]:
-    description, fields = annot.step_fields(step.desc)
+    read = read_step(step.desc)
     doc: dict[str, Any] = {"name": step.name, "kind": KIND_WORD[step.kind]}
     if step.dbname:
         doc["database"] = step.dbname
@@ -63,10 +85,9 @@ def step_document(step: StepRecord) -> dict[str, Any]:
     doc["on_error"] = ON_ERROR_WORD[step.onerror]
     if not step.enabled:
         doc["enabled"] = False
-    if description:
-        doc["description"] = description
-    if "timeout" in fields:
-        doc["timeout"] = fields["timeout"]
+    if read.text:
+        doc["description"] = read.text
+    doc |= _option_values(read, [STEP_TIMEOUT])
     doc["code"] = step.code
     return doc
 
@@ -97,20 +118,18 @@ def schedule_document(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
 def job_document(
     job: JobRecord, steps: Sequence[StepRecord], schedules: Sequence[ScheduleRecord], zone: Zone
 ) -> dict[str, Any]:
-    comment, fields = annot.job_fields(job.desc)
+    read = read_job(job.desc)
     doc: dict[str, Any] = {"name": job.name, "class": job.class_name, "enabled": job.enabled}
     if job.hostagent:
         doc["host_agent"] = job.hostagent
-    if not is_managed(job.desc):
+    if not read.values.managed:
         doc["managed"] = False
-    if comment:
-        doc["comment"] = comment
-    for key in ("timeout", "retries", "retry_delay", "alert", "timezone"):
-        if key in fields:
-            doc[key] = _number_or_text(fields[key]) if key == "retries" else fields[key]
+    if read.text:
+        doc["comment"] = read.text
+    doc |= _option_values(read, [o for o in JOB_OPTIONS if o is not MANAGED_BY])
     doc["steps"] = [step_document(s) for s in steps]
     # A job with its own zone has its start/end written in that zone's local time.
-    stamps_zone = job_zone(job.desc) or zone
+    stamps_zone = own_zone(job.desc) or zone
     doc["schedules"] = [schedule_document(s, stamps_zone) for s in schedules]
     return doc
 

@@ -1,39 +1,64 @@
-"""`jobs apply`: compare job files with the database, print the plan, and carry it out in
-one transaction.
+"""`jobs apply`'s plan: the job files compared with what the database holds, as the changes
+to show and the operations (pyagent.jobs.operations) to run. Pure: `plan_changes` reads
+nothing and writes nothing, so a test can look at a plan without a database
+(pyagent.jobs.apply reads the database, plans, and executes).
 
 Jobs are matched by name and updated in place (their ids and run history stay). A job's
 steps and schedules are matched by name, the k-th of a name in the file with the k-th of
-that name in the database (by id), so unchanged rows are not touched at all. Deletions run
-before updates and inserts, so an exception can move between schedules (pgAgent's unique
-index on (jexdate, jextime) spans the whole database).
+that name in the database (by id), so unchanged rows are not touched at all.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, Literal, Protocol, TypeVar
 
-from pyagent.jobs import annot, applylock, cron
-from pyagent.jobs.common import by_job
-from pyagent.jobs.render import quoted
-from pyagent.jobs.spec import (
+from pyagent.annotations import (
+    JOB_OPTIONS,
+    MANAGED_BY,
+    STEP_TIMEOUT,
+    Description,
+    read_job,
+    read_step,
+)
+from pyagent.jobs import cron
+from pyagent.jobs.applylock import RowsRead
+from pyagent.jobs.model import (
     KIND_WORD,
     NATIVE_FIELDS,
     ON_ERROR_WORD,
-    JobSpec,
-    Problem,
-    ScheduleSpec,
-    SpecError,
+    FileJob,
+    FileSchedule,
+    FileStep,
     Stamp,
-    StepSpec,
-    step_order_problem,
 )
+from pyagent.jobs.operations import (
+    CatalogWriter,
+    CreateJob,
+    DeleteException,
+    DeleteJob,
+    DeleteSchedule,
+    DeleteStep,
+    ExceptionKey,
+    InsertException,
+    InsertSchedule,
+    InsertStep,
+    NewSchedule,
+    Operation,
+    RescheduleJob,
+    TouchJob,
+    UpdateJob,
+    UpdateSchedule,
+    UpdateStep,
+    execute,
+)
+from pyagent.jobs.render import quoted
 from pyagent.safetext import safe_text
+from pyagent.schedule import in_words
 from pyagent.store.catalog import (
-    Catalog,
     JobRecord,
     JobValues,
     ScheduleRecord,
@@ -42,28 +67,36 @@ from pyagent.store.catalog import (
     StepValues,
 )
 
-ExceptionKey = tuple[date | None, time | None]
+Action = Literal["create", "change", "delete"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobChange:
     """What happens to one job, for the plan's text and JSON."""
 
-    action: str  # create | change | delete
+    action: Action
     name: str
     jobid: int | None
-    details: list[str] = field(default_factory=list)
+    details: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "job": self.name, "id": self.jobid, "details": self.details}
+        return {
+            "action": self.action,
+            "job": self.name,
+            "id": self.jobid,
+            "details": list(self.details),
+        }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    changes: list[JobChange]
-    unchanged: list[str]
-    ops: list[tuple[int, Callable[[Catalog], None]]] = field(default_factory=list)
-    read: applylock.RowsRead = field(default_factory=applylock.RowsRead)
+    """The changes (for people), the operations (for the executor), and what the plan read
+    of the rows it changes (for pyagent.jobs.applylock)."""
+
+    changes: tuple[JobChange, ...]
+    unchanged: tuple[str, ...]
+    operations: tuple[Operation, ...] = ()
+    read: RowsRead = field(default_factory=RowsRead)
 
     @property
     def has_changes(self) -> bool:
@@ -92,21 +125,37 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return {
             "changes": [c.as_dict() for c in self.changes],
-            "unchanged": self.unchanged,
+            "unchanged": list(self.unchanged),
             "has_changes": self.has_changes,
         }
 
-    def execute(self, catalog: Catalog) -> None:
-        for _, op in sorted(self.ops, key=lambda item: item[0]):
-            op(catalog)
+    def execute(self, catalog: CatalogWriter) -> None:
+        """Carry the plan out (pyagent.jobs.operations.execute)."""
+        execute(catalog, self.operations)
 
 
-# Phases of execution.
-DELETE_JOBS, DELETE_CHILDREN, UPDATE, INSERT, TOUCH, RESCHEDULE = range(6)
+@dataclass(frozen=True)
+class Existing:
+    """What the database holds that a plan depends on."""
+
+    classes: Mapping[str, int]  # job class name -> jclid
+    jobs: Sequence[JobRecord]
+    steps: Mapping[int, Sequence[StepRecord]] = field(default_factory=dict)  # by jobid
+    schedules: Mapping[int, Sequence[ScheduleRecord]] = field(default_factory=dict)
+    # Start/end texts without a zone, as read in (the job's zone or, None, the session's).
+    stamps: Mapping[tuple[str, str | None], datetime] = field(default_factory=dict)
+
+    def class_name(self, jclid: int) -> str | None:
+        return next((name for name, k in self.classes.items() if k == jclid), None)
+
+    @property
+    def default_class(self) -> int:
+        """The class of a job whose file names none: the one with the lowest id."""
+        return min(self.classes.values()) if self.classes else 1
 
 
 def is_managed(desc: str) -> bool:
-    return annot.job_fields(desc)[1].get("managed_by", "").strip().lower() == annot.MANAGED_VALUE
+    return read_job(desc).values.managed
 
 
 def _show(value: object) -> str:
@@ -130,27 +179,15 @@ def _text_diff(label: str, old: str, new: str) -> list[str]:
 # --- desired rows -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Context:
-    """What the database tells us before planning."""
-
-    classes: dict[str, int]
-    class_names: dict[int, str]
-    # Start/end texts without a zone, as read in (the job's zone or, None, the session's).
-    stamps: dict[tuple[str, str | None], datetime]
-
-
-def _stamp(context: Context, stamp: Stamp | None, zone: str | None) -> datetime | None:
+def _stamp(existing: Existing, stamp: Stamp | None, zone: str | None) -> datetime | None:
     if stamp is None:
         return None
-    return stamp.aware if stamp.aware is not None else context.stamps[stamp.text, zone]
+    return stamp.aware if stamp.aware is not None else existing.stamps[stamp.text, zone]
 
 
-def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
+def _step_values(spec: FileStep, existing: StepRecord | None) -> StepValues:
     desc = spec.desc()
-    if existing is not None and annot.same_meaning(
-        existing.desc, spec.description, spec.annotation_fields(), annot.STEP_NAMES
-    ):
+    if existing is not None and read_step(existing.desc).means(spec.description, spec.options):
         desc = existing.desc
     return StepValues(
         name=spec.name,
@@ -164,14 +201,14 @@ def _step_values(spec: StepSpec, existing: StepRecord | None) -> StepValues:
     )
 
 
-def _schedule_values(context: Context, spec: ScheduleSpec, zone: str | None) -> ScheduleValues:
+def _schedule_values(existing: Existing, spec: FileSchedule, zone: str | None) -> ScheduleValues:
     f = spec.fields
     return ScheduleValues(
         name=spec.name,
         desc=spec.description,
         enabled=spec.enabled,
-        start=_stamp(context, spec.start, zone),
-        end=_stamp(context, spec.end, zone),
+        start=_stamp(existing, spec.start, zone),
+        end=_stamp(existing, spec.end, zone),
         minutes=f.minutes,
         hours=f.hours,
         weekdays=f.weekdays,
@@ -180,21 +217,36 @@ def _schedule_values(context: Context, spec: ScheduleSpec, zone: str | None) -> 
     )
 
 
+def _new_schedule(existing: Existing, spec: FileSchedule, zone: str | None) -> NewSchedule:
+    values = _schedule_values(existing, spec, zone)
+    return NewSchedule(values, tuple((e.date, e.time) for e in spec.exceptions))
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+W = TypeVar("W", bound=_Named)
+E = TypeVar("E", bound=_Named)
+
+
 def _pairs(
-    wanted: Sequence[Any], existing: Sequence[Any], name_of: Callable[[Any], str]
-) -> tuple[list[tuple[Any, Any]], list[Any], list[Any]]:
+    wanted: Sequence[W], existing: Sequence[E]
+) -> tuple[list[tuple[W, E]], list[W], list[E]]:
     """(matched pairs, wanted without a match, existing without a match): the k-th of a
     name in `wanted` goes with the k-th of that name in `existing`."""
-    pool: dict[str, list[Any]] = {}
+    pool: dict[str, list[E]] = {}
     for item in existing:
-        pool.setdefault(name_of(item), []).append(item)
-    pairs, new = [], []
-    for item in wanted:
-        candidates = pool.get(name_of(item), [])
+        pool.setdefault(item.name, []).append(item)
+    pairs: list[tuple[W, E]] = []
+    new: list[W] = []
+    for want in wanted:
+        candidates = pool.get(want.name, [])
         if candidates:
-            pairs.append((item, candidates.pop(0)))
+            pairs.append((want, candidates.pop(0)))
         else:
-            new.append(item)
+            new.append(want)
     gone = [item for items in pool.values() for item in items]
     return pairs, new, gone
 
@@ -210,7 +262,7 @@ def _step_words(values: StepValues) -> str:
 
 def _schedule_words(fields: cron.Fields) -> str:
     text = cron.to_cron(fields)
-    return f"cron {text!r}" if text else cron.describe(fields)
+    return f"cron {text!r}" if text else in_words(fields)
 
 
 def _step_diff(old: StepRecord, new: StepValues) -> list[str]:
@@ -226,17 +278,20 @@ def _step_diff(old: StepRecord, new: StepValues) -> list[str]:
     if old.enabled != new.enabled:
         out.append(f"enabled: {old.enabled} -> {new.enabled}")
     if old.desc != new.desc:
-        old_comment, old_fields = annot.step_fields(old.desc)
-        new_comment, new_fields = annot.step_fields(new.desc)
-        if old_comment != new_comment:
-            out.extend(_text_diff("description", old_comment, new_comment))
-        if old_fields != new_fields:
-            out.append(
-                f"timeout: {_show(old_fields.get('timeout'))} -> {_show(new_fields.get('timeout'))}"
-            )
+        was, now = read_step(old.desc), read_step(new.desc)
+        if was.text != now.text:
+            out.extend(_text_diff("description", was.text, now.text))
+        key = STEP_TIMEOUT.field
+        if _option_changed(was, now, key):
+            out.append(f"{key}: {_show(was.texts().get(key))} -> {_show(now.texts().get(key))}")
     if old.code != new.code:
         out.extend(_text_diff("code", old.code, new.code))
     return out
+
+
+def _option_changed(was: Description[Any], now: Description[Any], key: str) -> bool:
+    """An option whose value changes, or whose old line is ignored (and so rewritten)."""
+    return getattr(was.values, key) != getattr(now.values, key) or bool(was.problems(key))
 
 
 def _schedule_diff(
@@ -282,282 +337,114 @@ def _exc_words(d: date | None, t: time | None) -> str:
 # --- planning -------------------------------------------------------------------------------
 
 
-def _check(catalog: Catalog, specs: Sequence[JobSpec]) -> Context:
-    """What only the database can check: classes, databases, step order in the database's
-    collation, and ambiguous names. Raises SpecError listing every problem."""
-    classes = catalog.job_classes()
-    by_name = {c.name: c.jclid for c in classes}
-    problems = _class_problems(specs, by_name, ", ".join(quoted(c.name) for c in classes))
-    existing_dbs = _existing_databases(catalog, specs)
+def plan_changes(specs: Sequence[FileJob], existing: Existing, *, prune: bool) -> Plan:
+    """The plan that makes the database hold `specs`: what changes, and the operations.
+    With `prune`, jobs apply manages (@MANAGED_BY=pyagent;) and no file has are deleted."""
+    by_name = {job.name: job for job in existing.jobs}
+    changes: list[JobChange] = []
+    unchanged: list[str] = []
+    operations: list[Operation] = []
+    read = RowsRead()
     for spec in specs:
-        problems += _database_problems(spec, existing_dbs)
-        problems += _collation_problems(catalog, spec)
-    for spec in specs:
-        problems += _ambiguous_name_problems(catalog, spec)
-    problems += _zone_problems(catalog, specs)
-    if problems:
-        raise SpecError(problems)
-    stamps = _resolve_stamps(catalog, specs)
-    problems += _start_end_problems(specs, stamps)
-    if problems:
-        raise SpecError(problems)
-    return Context(by_name, {c.jclid: c.name for c in classes}, stamps)
-
-
-def _class_problems(specs: Sequence[JobSpec], classes: dict[str, int], known: str) -> list[Problem]:
-    return [
-        Problem(
-            spec.file,
-            spec.lines.get("class", spec.line),
-            "class",
-            f"unknown job class {spec.job_class!r} (known: {known})",
-        )
-        for spec in specs
-        if spec.job_class is not None and spec.job_class not in classes
-    ]
-
-
-def _existing_databases(catalog: Catalog, specs: Sequence[JobSpec]) -> set[str]:
-    """Which of the databases the steps name exist on this server."""
-    wanted = sorted({s.database for spec in specs for s in spec.steps if s.database})
-    return catalog.existing_databases(wanted) if wanted else set()
-
-
-def _database_problems(spec: JobSpec, existing_dbs: set[str]) -> list[Problem]:
-    return [
-        Problem(
-            spec.file,
-            step.lines.get("database", step.line),
-            f"steps[{i}].database",
-            f"no database {step.database!r} on this server (pg_database)",
-        )
-        for i, step in enumerate(spec.steps, 1)
-        if step.database and step.database not in existing_dbs
-    ]
-
-
-def _collation_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
-    """The steps' name order in the database's collation (the file check used Python's)."""
-    names = [s.name for s in spec.steps]
-    if len(names) <= 1:
-        return []
-    order = catalog.collation_order(names)
-    if order == list(range(len(names))):
-        return []
-    problem = step_order_problem(spec.file, spec.lines.get("steps", spec.line), names, order)
-    return [
-        Problem(
-            problem.file,
-            problem.line,
-            problem.field,
-            problem.message + " (in this database's collation)",
-        )
-    ]
-
-
-def _ambiguous_name_problems(catalog: Catalog, spec: JobSpec) -> list[Problem]:
-    ids = catalog.job_ids_by_name(spec.name)
-    if len(ids) <= 1:
-        return []
-    return [
-        Problem(
-            spec.file,
-            spec.lines.get("name", spec.line),
-            "name",
-            f"{len(ids)} jobs in the database are named {spec.name!r} (ids "
-            f"{', '.join(map(str, ids))}); rename or delete all but one in pgAdmin",
-        )
-    ]
-
-
-def _resolve_stamps(
-    catalog: Catalog, specs: Sequence[JobSpec]
-) -> dict[tuple[str, str | None], datetime]:
-    """Start and end times written without a zone, read in the job's time zone when it has
-    one, else in the session's TimeZone."""
-    wanted: dict[str | None, set[str]] = {}
-    for spec in specs:
-        for sched in spec.schedules:
-            for stamp in (sched.start, sched.end):
-                if stamp is not None and stamp.aware is None:
-                    wanted.setdefault(spec.timezone, set()).add(stamp.text)
-    resolved: dict[tuple[str, str | None], datetime] = {}
-    for zone, found in wanted.items():
-        texts = sorted(found)
-        for text, value in zip(texts, catalog.resolve_timestamps(texts, zone), strict=True):
-            resolved[text, zone] = value
-    return resolved
-
-
-def _zone_problems(catalog: Catalog, specs: Sequence[JobSpec]) -> list[Problem]:
-    """Zones the files name that this server's tz database does not know (the files were
-    checked against the local one)."""
-    zones = sorted({spec.timezone for spec in specs if spec.timezone is not None})
-    unknown = set(zones) - catalog.known_timezones(zones) if zones else set()
-    return [
-        Problem(
-            spec.file,
-            spec.lines.get("timezone", spec.line),
-            "timezone",
-            f"{spec.timezone!r} is not a time zone this database server knows "
-            "(its tz database is older or newer than this machine's)",
-        )
-        for spec in specs
-        if spec.timezone in unknown
-    ]
-
-
-def _start_end_problems(
-    specs: Sequence[JobSpec], stamps: dict[tuple[str, str | None], datetime]
-) -> list[Problem]:
-    problems: list[Problem] = []
-    for spec in specs:
-        for sched in spec.schedules:
-            start, end = sched.start, sched.end
-            if start and end:
-                s = start.aware or stamps[start.text, spec.timezone]
-                e = end.aware or stamps[end.text, spec.timezone]
-                if e < s:
-                    problems.append(
-                        Problem(
-                            spec.file, sched.line, f"schedule {sched.name!r}", "end is before start"
-                        )
-                    )
-    return problems
-
-
-def make_plan(catalog: Catalog, specs: Sequence[JobSpec], *, prune: bool) -> Plan:
-    """Compare the files with the database. Reads only; `Plan.execute` writes."""
-    context = _check(catalog, specs)
-    existing_jobs = catalog.jobs()
-    by_name = {job.name: job for job in existing_jobs}
-    matched_ids = [by_name[s.name].jobid for s in specs if s.name in by_name]
-    steps = by_job(catalog.steps(matched_ids))
-    schedules = by_job(catalog.schedules(matched_ids))
-    default_class = min(context.class_names) if context.class_names else 1
-
-    plan = Plan(changes=[], unchanged=[])
-    for spec in specs:
-        jclid = context.classes[spec.job_class] if spec.job_class else default_class
+        jclid = existing.classes[spec.job_class] if spec.job_class else existing.default_class
         old = by_name.get(spec.name)
         if old is None:
-            _plan_create(plan, context, spec, jclid)
+            change, ops = _plan_create(existing, spec, jclid)
+            read.creating(spec.name)
         else:
-            _plan_update(
-                plan,
-                context,
-                spec,
-                jclid,
-                old,
-                steps.get(old.jobid, []),
-                schedules.get(old.jobid, []),
-            )
+            steps = list(existing.steps.get(old.jobid, []))
+            schedules = list(existing.schedules.get(old.jobid, []))
+            planned = _plan_update(existing, spec, jclid, old, steps, schedules)
+            if planned is None:
+                unchanged.append(spec.name)
+                continue
+            change, ops = planned
+            read.changing(old, steps, schedules)
+        changes.append(change)
+        operations.extend(ops)
     if prune:
         wanted = {s.name for s in specs}
-        for job in existing_jobs:
+        for job in existing.jobs:
             if job.name not in wanted and is_managed(job.desc):
-                plan.changes.append(
-                    JobChange(
-                        "delete",
-                        job.name,
-                        job.jobid,
-                        [
-                            "managed by pyagent (@MANAGED_BY=pyagent;) and in none of the files; "
-                            "its run history goes with it"
-                        ],
-                    )
-                )
-                plan.ops.append((DELETE_JOBS, _deleter(job.jobid)))
-                plan.read.deleting(job)
-    return plan
+                changes.append(JobChange("delete", job.name, job.jobid, (_PRUNED,)))
+                operations.append(DeleteJob(job.jobid))
+                read.deleting(job)
+    return Plan(tuple(changes), tuple(unchanged), tuple(operations), read)
 
 
-def _deleter(jobid: int) -> Callable[[Catalog], None]:
-    return lambda catalog: catalog.delete_job(jobid)
+_PRUNED = (
+    "managed by pyagent (@MANAGED_BY=pyagent;) and in none of the files; "
+    "its run history goes with it"
+)
 
 
-def _plan_create(plan: Plan, context: Context, spec: JobSpec, jclid: int) -> None:
+def _plan_create(
+    existing: Existing, spec: FileJob, jclid: int
+) -> tuple[JobChange, list[Operation]]:
     managed = spec.managed if spec.managed is not None else True
     values = JobValues(jclid, spec.name, spec.desc(managed), spec.host_agent, spec.enabled)
-    step_values = [_step_values(s, None) for s in spec.steps]
-    sched_values = [(_schedule_values(context, s, spec.timezone), s) for s in spec.schedules]
-    details = [f"class {_show(context.class_names.get(jclid, str(jclid)))}, enabled {spec.enabled}"]
+    steps = tuple(_step_values(s, None) for s in spec.steps)
+    schedules = tuple(_new_schedule(existing, s, spec.timezone) for s in spec.schedules)
+    class_name = existing.class_name(jclid) or str(jclid)
+    details = [f"class {_show(class_name)}, enabled {spec.enabled}"]
     if managed:
         details.append("marked @MANAGED_BY=pyagent; in its comment")
-    details += [f"+ step {quoted(v.name)} ({_step_words(v)})" for v in step_values]
+    details += [f"+ step {quoted(v.name)} ({_step_words(v)})" for v in steps]
     details += [
-        f"+ schedule {quoted(v.name)} ({_schedule_words(cron.Fields.of(v))})"
-        for v, _ in sched_values
+        f"+ schedule {quoted(s.values.name)} ({_schedule_words(cron.Fields.of(s.values))})"
+        for s in schedules
     ]
-    plan.changes.append(JobChange("create", spec.name, None, details))
-    plan.read.creating(spec.name)
+    change = JobChange("create", spec.name, None, tuple(details))
+    return change, [CreateJob(values, steps, schedules, spec.timezone)]
 
-    def create(catalog: Catalog) -> None:
-        jobid = catalog.insert_job(values)
-        for step in step_values:
-            catalog.insert_step(jobid, step)
-        for sched, sched_spec in sched_values:
-            jscid = catalog.insert_schedule(jobid, sched)
-            for exc in sched_spec.exceptions:
-                catalog.insert_exception(jscid, exc.date, exc.time)
-        if spec.timezone is not None:
-            # The schema's trigger read the schedules in this session's zone.
-            catalog.reschedule_job(jobid, spec.timezone)
 
-    plan.ops.append((INSERT, create))
+@dataclass
+class _Edits:
+    """What changing one existing job takes: the plan's lines and the operations."""
+
+    details: list[str] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)
 
 
 def _plan_update(  # noqa: PLR0917
-    plan: Plan,
-    context: Context,
-    spec: JobSpec,
+    existing: Existing,
+    spec: FileJob,
     jclid: int,
     old: JobRecord,
     old_steps: list[StepRecord],
     old_schedules: list[ScheduleRecord],
-) -> None:
+) -> tuple[JobChange, list[Operation]] | None:
+    """The change of an existing job, or None when it already is as the file says."""
     edits = _Edits()
     jobid = old.jobid
-    job_row_changed = _update_job_row(edits, context, spec, jclid, old)
+    job_row_changed = _update_job_row(edits, existing, spec, jclid, old)
     _update_steps(edits, jobid, spec.steps, old_steps)
-    schedules_changed = _update_schedules(edits, context, spec, jobid, old_schedules)
-    if not edits.ops:
-        plan.unchanged.append(spec.name)
-        return
+    schedules_changed = _update_schedules(edits, existing, spec, jobid, old_schedules)
+    if not edits.operations:
+        return None
     if not job_row_changed:
-        edits.ops.append((TOUCH, lambda catalog: catalog.touch_job(jobid)))
-    old_zone = annot.job_fields(old.desc)[1].get("timezone", "").strip() or None
+        edits.operations.append(TouchJob(jobid))
+    old_zone = read_job(old.desc).values.timezone
     zone_changed = old_zone != spec.timezone
     enabled_now = spec.enabled and not old.enabled
     if zone_changed or (spec.timezone is not None and (schedules_changed or enabled_now)):
         # The schema's trigger reads schedules in this session's zone (or did, for the old
         # zone): compute the next run again, in the job's zone.
-        zone = spec.timezone
-        edits.ops.append((RESCHEDULE, lambda catalog: catalog.reschedule_job(jobid, zone)))
-    plan.changes.append(JobChange("change", spec.name, jobid, edits.details))
-    plan.ops.extend(edits.ops)
-    plan.read.changing(old, old_steps, old_schedules)
-
-
-@dataclass
-class _Edits:
-    """What changing one existing job takes: the plan's lines and the database operations."""
-
-    details: list[str] = field(default_factory=list)
-    ops: list[tuple[int, Callable[[Catalog], None]]] = field(default_factory=list)
+        edits.operations.append(RescheduleJob(jobid, spec.timezone))
+    return JobChange("change", spec.name, jobid, tuple(edits.details)), edits.operations
 
 
 def _update_job_row(
-    edits: _Edits, context: Context, spec: JobSpec, jclid: int, old: JobRecord
+    edits: _Edits, existing: Existing, spec: FileJob, jclid: int, old: JobRecord
 ) -> bool:
     """The pga_job row itself (class, enabled, host agent, comment and annotations): adds
     its differences and its update to `edits`; True when the row changes."""
     was_managed = is_managed(old.desc)
     managed = spec.managed if spec.managed is not None else was_managed
     desc = spec.desc(managed)
-    if annot.same_meaning(old.desc, spec.comment, spec.annotation_fields(managed), annot.JOB_NAMES):
+    if read_job(old.desc).means(spec.comment, spec.options_marked(managed)):
         desc = old.desc
-    new_class = next((k for k, v in context.classes.items() if v == jclid), None)
+    new_class = existing.class_name(jclid)
     if old.class_name != new_class:
         edits.details.append(f"class: {_show(old.class_name)} -> {_show(new_class)}")
     if old.enabled != spec.enabled:
@@ -573,21 +460,22 @@ def _update_job_row(
         or old.desc != desc
     )
     if changed:
-        jobid, values = old.jobid, JobValues(jclid, spec.name, desc, spec.host_agent, spec.enabled)
-        edits.ops.append((UPDATE, lambda catalog: catalog.update_job(jobid, values)))
+        values = JobValues(jclid, spec.name, desc, spec.host_agent, spec.enabled)
+        edits.operations.append(UpdateJob(old.jobid, values))
     return changed
 
 
-def _job_desc_diff(old_desc: str, spec: JobSpec, was_managed: bool, managed: bool) -> list[str]:
+def _job_desc_diff(old_desc: str, spec: FileJob, was_managed: bool, managed: bool) -> list[str]:
     """The differences in a job's comment and its annotation lines."""
     out: list[str] = []
-    old_comment, old_fields = annot.job_fields(old_desc)
-    if old_comment != spec.comment:
-        out.extend(_text_diff("comment", old_comment, spec.comment))
-    new_fields = spec.annotation_fields(managed)
-    for key in ("timeout", "retries", "retry_delay", "alert", "timezone"):
-        if old_fields.get(key) != new_fields.get(key):
-            out.append(f"{key}: {_show(old_fields.get(key))} -> {_show(new_fields.get(key))}")
+    was, now = read_job(old_desc), read_job(spec.desc(managed))
+    if was.text != spec.comment:
+        out.extend(_text_diff("comment", was.text, spec.comment))
+    old_texts, new_texts = was.texts(), now.texts()
+    for option in JOB_OPTIONS:
+        key = option.field
+        if option is not MANAGED_BY and _option_changed(was, now, key):
+            out.append(f"{key}: {_show(old_texts.get(key))} -> {_show(new_texts.get(key))}")
     if was_managed != managed:
         out.append(
             "managed: now marked @MANAGED_BY=pyagent;" if managed else "managed: mark removed"
@@ -596,51 +484,51 @@ def _job_desc_diff(old_desc: str, spec: JobSpec, was_managed: bool, managed: boo
 
 
 def _update_steps(
-    edits: _Edits, jobid: int, wanted: Sequence[StepSpec], existing: list[StepRecord]
+    edits: _Edits, jobid: int, wanted: Sequence[FileStep], existing: list[StepRecord]
 ) -> None:
     """Steps matched by name: changed ones updated, missing ones deleted, new ones added."""
-    pairs, new_steps, gone_steps = _pairs(wanted, existing, lambda s: s.name)
+    pairs, new_steps, gone_steps = _pairs(wanted, existing)
     for step_spec, step_old in pairs:
         step_new = _step_values(step_spec, step_old)
         diff = _step_diff(step_old, step_new)
         if diff:
             edits.details.append(f"~ step {quoted(step_spec.name)}:")
             edits.details.extend(f"    {line}" for line in diff)
-            edits.ops.append((UPDATE, _step_updater(step_old.jstid, step_new)))
+            edits.operations.append(UpdateStep(step_old.jstid, step_new))
     for step_old in gone_steps:
         edits.details.append(f"- step {quoted(step_old.name)}")
-        edits.ops.append((DELETE_CHILDREN, _step_deleter(step_old.jstid)))
+        edits.operations.append(DeleteStep(step_old.jstid))
     for step_spec in new_steps:
         step_new = _step_values(step_spec, None)
         edits.details.append(f"+ step {quoted(step_new.name)} ({_step_words(step_new)})")
-        edits.ops.append((INSERT, _step_inserter(jobid, step_new)))
+        edits.operations.append(InsertStep(jobid, step_new))
 
 
 def _update_schedules(
-    edits: _Edits, context: Context, job: JobSpec, jobid: int, existing: list[ScheduleRecord]
+    edits: _Edits, existing: Existing, job: FileJob, jobid: int, old: list[ScheduleRecord]
 ) -> bool:
     """Schedules matched by name, as steps are; an exception moves with its schedule.
     True when any schedule or exception changes."""
-    before = len(edits.ops)
-    pairs, new_scheds, gone_scheds = _pairs(job.schedules, existing, lambda s: s.name)
+    before = len(edits.operations)
+    pairs, new_scheds, gone_scheds = _pairs(job.schedules, old)
     for sched_spec, sched_old in pairs:
-        _update_schedule(edits, context, sched_spec, sched_old, job.timezone)
+        _update_schedule(edits, existing, sched_spec, sched_old, job.timezone)
     for sched_old in gone_scheds:
         edits.details.append(f"- schedule {quoted(sched_old.name)}")
-        edits.ops.append((DELETE_CHILDREN, _schedule_deleter(sched_old.jscid)))
+        edits.operations.append(DeleteSchedule(sched_old.jscid))
     for sched_spec in new_scheds:
-        sched_new = _schedule_values(context, sched_spec, job.timezone)
-        words = _schedule_words(cron.Fields.of(sched_new))
-        edits.details.append(f"+ schedule {quoted(sched_new.name)} ({words})")
-        edits.ops.append((INSERT, _schedule_inserter(jobid, sched_new, sched_spec)))
-    return len(edits.ops) > before
+        sched_new = _new_schedule(existing, sched_spec, job.timezone)
+        words = _schedule_words(cron.Fields.of(sched_new.values))
+        edits.details.append(f"+ schedule {quoted(sched_new.values.name)} ({words})")
+        edits.operations.append(InsertSchedule(jobid, sched_new))
+    return len(edits.operations) > before
 
 
 def _update_schedule(
-    edits: _Edits, context: Context, spec: ScheduleSpec, old: ScheduleRecord, zone: str | None
+    edits: _Edits, existing: Existing, spec: FileSchedule, old: ScheduleRecord, zone: str | None
 ) -> None:
     """One schedule that stays: its row and its exceptions, each changed only if needed."""
-    new = _schedule_values(context, spec, zone)
+    new = _schedule_values(existing, spec, zone)
     old_exc = {(e.date, e.time): e.jexid for e in old.exceptions}
     new_exc = {(e.date, e.time) for e in spec.exceptions}
     diff = _schedule_diff(old, new, set(old_exc), new_exc)
@@ -649,13 +537,13 @@ def _update_schedule(
     edits.details.append(f"~ schedule {quoted(spec.name)}:")
     edits.details.extend(f"    {line}" for line in diff)
     if not _same_schedule_row(old, new):
-        edits.ops.append((UPDATE, _schedule_updater(old.jscid, new)))
+        edits.operations.append(UpdateSchedule(old.jscid, new))
     for old_key, jexid in old_exc.items():
         if old_key not in new_exc:
-            edits.ops.append((DELETE_CHILDREN, _exception_deleter(jexid)))
+            edits.operations.append(DeleteException(jexid))
     for exc in spec.exceptions:
         if (exc.date, exc.time) not in old_exc:
-            edits.ops.append((INSERT, _exception_inserter(old.jscid, exc.date, exc.time)))
+            edits.operations.append(InsertException(old.jscid, exc.date, exc.time))
 
 
 def _same_schedule_row(old: ScheduleRecord, new: ScheduleValues) -> bool:
@@ -667,73 +555,3 @@ def _same_schedule_row(old: ScheduleRecord, new: ScheduleValues) -> bool:
         and (new.start is None or new.start == old.start)
         and old.end == new.end
     )
-
-
-def _step_updater(jstid: int, values: StepValues) -> Callable[[Catalog], None]:
-    return lambda catalog: catalog.update_step(jstid, values)
-
-
-def _step_deleter(jstid: int) -> Callable[[Catalog], None]:
-    return lambda catalog: catalog.delete_step(jstid)
-
-
-def _step_inserter(jobid: int, values: StepValues) -> Callable[[Catalog], None]:
-    def insert(catalog: Catalog) -> None:
-        catalog.insert_step(jobid, values)
-
-    return insert
-
-
-def _schedule_updater(jscid: int, values: ScheduleValues) -> Callable[[Catalog], None]:
-    return lambda catalog: catalog.update_schedule(jscid, values)
-
-
-def _schedule_deleter(jscid: int) -> Callable[[Catalog], None]:
-    return lambda catalog: catalog.delete_schedule(jscid)
-
-
-def _schedule_inserter(
-    jobid: int, values: ScheduleValues, spec: ScheduleSpec
-) -> Callable[[Catalog], None]:
-    def insert(catalog: Catalog) -> None:
-        jscid = catalog.insert_schedule(jobid, values)
-        for exc in spec.exceptions:
-            catalog.insert_exception(jscid, exc.date, exc.time)
-
-    return insert
-
-
-def _exception_deleter(jexid: int) -> Callable[[Catalog], None]:
-    return lambda catalog: catalog.delete_exception(jexid)
-
-
-def _exception_inserter(jscid: int, d: date | None, t: time | None) -> Callable[[Catalog], None]:
-    return lambda catalog: catalog.insert_exception(jscid, d, t)
-
-
-def apply(
-    catalog: Catalog,
-    specs: Sequence[JobSpec],
-    *,
-    prune: bool,
-    dry_run: bool,
-    show: Callable[[Plan], None],
-    say: Callable[[str], None],
-    lock_timeout: float = applylock.DEFAULT_LOCK_TIMEOUT,
-) -> Plan:
-    """Plan and (unless dry_run) execute, all inside one transaction.
-
-    An apply first waits (up to lock_timeout seconds in all) for any other apply to commit,
-    then plans from the database as it is; just before writing it locks the rows it changes
-    and stops if someone changed them since it read them. A dry run reads one snapshot and
-    neither waits nor makes anything wait."""
-    locks = applylock.ApplyLocks(catalog, lock_timeout, say)
-    with catalog.transaction(snapshot=dry_run):
-        if not dry_run:
-            locks.take_apply_lock()
-        plan = make_plan(catalog, specs, prune=prune)
-        show(plan)
-        if not dry_run and plan.has_changes:
-            locks.lock_as_read(plan.read)
-            locks.execute(plan.execute)
-    return plan

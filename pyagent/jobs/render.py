@@ -13,21 +13,15 @@ from datetime import date, datetime, time, timedelta
 from enum import Enum
 from typing import Any
 
+from pyagent.duration import format_duration, rounded
 from pyagent.safetext import safe_json, safe_text
 
 
-def duration(value: timedelta | float | None) -> str:
-    """1.25 s, 3 min 4 s, 2 h 5 min."""
+def duration(value: timedelta | None) -> str:
+    """A run's or a step's duration as shown: `1.25 s`, `3 m 4 s`, `2 h 5 m`; `-` if none."""
     if value is None:
         return "-"
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 60:
-        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return format_duration(rounded(value.total_seconds()))
 
 
 def seconds(value: timedelta | None) -> float | None:

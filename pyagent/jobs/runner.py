@@ -7,17 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyagent.jobs.common import (
-    EXIT_FAILED,
-    EXIT_NO_AGENT,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    JobsError,
-    Zone,
-    find_job,
-)
-from pyagent.jobs.inspect import step_run_data, step_run_text
+from pyagent.duration import format_duration
+from pyagent.exitcodes import EXIT_FAILED, EXIT_NO_AGENT, EXIT_OK, EXIT_TIMEOUT
+from pyagent.jobs.errors import JobsError
+from pyagent.jobs.lookup import find_job
 from pyagent.jobs.render import duration, quoted, seconds
+from pyagent.jobs.runs import step_run_data, step_run_text
+from pyagent.jobs.zones import Zone
 from pyagent.safetext import safe_text
 from pyagent.store.catalog import AgentRecord, Catalog, JobRecord, RunRecord
 from pyagent.store.records import RunStatus
@@ -148,9 +144,9 @@ def _follow(  # noqa: PLR0917
                 emit(f"job {quoted(job.name)}: {run.status.label} in {took} (run {run.jlgid})")
                 code = EXIT_OK if run.status is RunStatus.SUCCEEDED else EXIT_FAILED
                 return RunOutcome(code, data)
-        if deadline is not None and now >= deadline:
+        if timeout is not None and deadline is not None and now >= deadline:
             where = f"run {run.jlgid} is still running" if run else "no agent has started it yet"
-            emit(f"timed out after {timeout:g} s: {where}")
+            emit(f"timed out after {format_duration(timeout)}: {where}")
             data |= {"status": "timeout", "run": run.jlgid if run else None}
             return RunOutcome(EXIT_TIMEOUT, data)
         time.sleep(POLL_SECONDS)

@@ -1,44 +1,92 @@
+"""The one reader of annotations: the table, the rule for repeated options, writing."""
+
 from __future__ import annotations
 
 import pytest
 
 from pyagent.annotations import (
+    JOB_OPTIONS,
+    OPTIONS,
+    STEP_OPTIONS,
     AnnotationError,
-    job_options,
+    JobOptions,
+    StepOptions,
     job_timezone,
-    parse_annotations,
-    parse_duration,
+    parse_timeout,
     parse_timezone,
-    step_options,
+    read_job,
+    read_step,
+    run_options,
+    write,
 )
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("30 s", 30), ("500ms", 0.5), ("2m", 120), ("1 h", 3600), ("15", 15), ("1.5 S", 1.5)],
-)
-def test_durations(text, seconds):
-    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "soon", "-5 s", "0", "5 days", "5 s 3"])
-def test_bad_durations(text):
+def test_bad_timeouts(text):
     with pytest.raises(AnnotationError):
-        parse_duration(text)
+        parse_timeout(text)
 
 
-def test_annotations_are_lines_of_a_description():
-    desc = "Nightly load.\n@JOB_TIMEOUT=30 s;\n  @email_to=a@b.c;\nnot @X=1; inline\n"
-    assert parse_annotations(desc) == {"JOB_TIMEOUT": "30 s", "EMAIL_TO": "a@b.c"}
+def test_options_are_lines_of_a_description():
+    desc = "Nightly load.\n@JOB_TIMEOUT=30 s;\n  @email_to=a@b.c;\nnot @JOB_TIMEOUT=1; inline\n"
+    read = read_job(desc)
+    assert read.values == JobOptions(timeout=30)
+    assert read.texts() == {"timeout": "30 s"}
+    # Unknown names and lines that are not annotations stay in the text.
+    assert read.text == "Nightly load.\n  @email_to=a@b.c;\nnot @JOB_TIMEOUT=1; inline"
 
 
 def test_jpgagent_spelling_and_defaults():
-    assert job_options("@JOB_TIMEOUT=2 m;").timeout == 120
-    assert job_options("nothing here", 10).timeout == 10
-    assert step_options("@JOB_STEP_TIMEOUT=5 s;").timeout == 5
-    assert step_options("@STEP_TIMEOUT=250ms").timeout == 0.25
-    bad = step_options("@JOB_STEP_TIMEOUT=forever;", 7)
-    assert bad.timeout == 7 and "forever" in bad.problems[0]
+    assert run_options(read_job("@JOB_TIMEOUT=2 m;"), None).timeout == 120
+    assert run_options(read_job("nothing here"), 10).timeout == 10
+    assert run_options(read_step("@JOB_STEP_TIMEOUT=5 s;"), None).timeout == 5
+    assert run_options(read_step("@STEP_TIMEOUT=250ms"), None).timeout == 0.25
+    bad = run_options(read_step("@JOB_STEP_TIMEOUT=forever;"), 7)
+    assert bad.timeout == 7 and bad.problems == (
+        "@JOB_STEP_TIMEOUT: 'forever' is not a duration (examples: 30 s, 500 ms, 2 m, 1 h 30 m)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("desc", "seconds"),
+    [
+        ("@STEP_TIMEOUT=10 s;\n@JOB_STEP_TIMEOUT=20 s;", 20),
+        ("@JOB_STEP_TIMEOUT=20 s;\n@STEP_TIMEOUT=10 s;", 10),
+        ("@STEP_TIMEOUT=10 s;\n@STEP_TIMEOUT=30 s;", 30),
+        # A bad last line decides too: it is ignored, and the default applies.
+        ("@STEP_TIMEOUT=10 s;\n@JOB_STEP_TIMEOUT=never;", None),
+    ],
+)
+def test_the_last_line_of_an_option_decides_under_any_of_its_names(desc, seconds):
+    read = read_step(desc)
+    assert read.values.timeout == seconds and read.text == ""
+    assert len(read.texts()) == 1
+
+
+def test_every_name_is_read_once_and_the_first_name_is_written():
+    names = [name for option in OPTIONS for name in option.names]
+    assert len({(name, option.place) for option in OPTIONS for name in option.names}) == len(
+        names
+    )
+    assert {o.place for o in JOB_OPTIONS} == {"job"} and {o.place for o in STEP_OPTIONS} == {
+        "step"
+    }
+    assert write("", StepOptions(timeout=90)) == "@JOB_STEP_TIMEOUT=1 m 30 s;"
+
+
+def test_what_is_written_reads_back():
+    values = JobOptions(
+        timeout=1800, retries=0, retry_delay=0, alert="never", timezone="UTC", managed_by="pyagent"
+    )
+    desc = write("Nightly.\n", values)
+    assert desc == (
+        "Nightly.\n@JOB_TIMEOUT=30 m;\n@RETRIES=0;\n@RETRY_DELAY=0 s;\n@ALERT=never;\n"
+        "@TIMEZONE=UTC;\n@MANAGED_BY=pyagent;"
+    )
+    read = read_job(desc)
+    assert read.values == values and read.text == "Nightly." and read.means("Nightly.", values)
+    assert read_job("@RETRY_DELAY=60;").means("", JobOptions(retry_delay=60))
+    assert not read_job("@RETRIES=lots;").means("", JobOptions())
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pyagent.annotations import read_job
 from pyagent.control.alerts import (
     AlertDispatcher,
     DeliveryError,
@@ -25,7 +26,6 @@ from pyagent.control.options import (
     JobControlOptions,
     backoff_delay,
     decide_retry,
-    format_delay,
     job_control_options,
 )
 from pyagent.settings import ControlSettings
@@ -36,17 +36,17 @@ DEFAULTS = ControlSettings()
 
 def test_annotations_are_read_from_the_comment():
     options = job_control_options(
-        "Nightly load\n@RETRIES=3;\n@RETRY_DELAY=30 s;\n@ALERT=always;\n", DEFAULTS
+        read_job("Nightly load\n@RETRIES=3;\n@RETRY_DELAY=30 s;\n@ALERT=always;\n"), DEFAULTS
     )
     assert options == JobControlOptions(3, 30.0, "always", ())
 
 
 def test_without_annotations_the_defaults_apply():
-    assert job_control_options("just a comment", DEFAULTS) == JobControlOptions(0, 60.0)
+    assert job_control_options(read_job("just a comment"), DEFAULTS) == JobControlOptions(0, 60.0)
     agent_wide = ControlSettings(retries=2, retry_delay=5.0)
-    assert job_control_options("", agent_wide) == JobControlOptions(2, 5.0)
+    assert job_control_options(read_job(""), agent_wide) == JobControlOptions(2, 5.0)
     # The annotation wins over the agent-wide default, 0 included.
-    assert job_control_options("@RETRIES=0;", agent_wide).retries == 0
+    assert job_control_options(read_job("@RETRIES=0;"), agent_wide).retries == 0
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_without_annotations_the_defaults_apply():
     ],
 )
 def test_bad_values_keep_the_default_and_are_reported(line, name):
-    options = job_control_options(f"@RETRIES=2;\n{line}", DEFAULTS)
+    options = job_control_options(read_job(f"@RETRIES=2;\n{line}"), DEFAULTS)
     assert len(options.problems) == 1
     assert options.problems[0].startswith(name)
     value = line.split("=", 1)[1].rstrip(";")
@@ -74,10 +74,9 @@ def test_bad_values_keep_the_default_and_are_reported(line, name):
 
 def test_a_zero_delay_means_retry_at_once():
     # `pyagent jobs apply` accepts retry_delay: 0 and writes it as @RETRY_DELAY=0 s;.
-    options = job_control_options("@RETRIES=2;\n@RETRY_DELAY=0 s;", DEFAULTS)
+    options = job_control_options(read_job("@RETRIES=2;\n@RETRY_DELAY=0 s;"), DEFAULTS)
     assert options.problems == () and options.retry_delay == 0
     assert decide_retry(2, options).delay == 0 and decide_retry(2, options).retrying
-    assert format_delay(0) == "0 s"
 
 
 def test_backoff_doubles_up_to_the_cap():
@@ -100,15 +99,6 @@ def test_retry_decision_counts_the_streak():
     assert not used_up.retrying and used_up.attempt == 4
     assert decide_retry(1, JobControlOptions(retries=0)) is None
     assert decide_retry(0, options) is None
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0.5, "500 ms"), (30, "30 s"), (60, "1 m"), (120, "2 m"), (90, "1.5 m"), (3600, "1 h"),
-     (61, "61 s"), (5400, "1.5 h")],
-)  # fmt: skip
-def test_delay_wording(seconds, text):
-    assert format_delay(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -173,7 +163,7 @@ def test_recovered_document():
     ok = RunReport("nightly load", "s", REPORT.start, 3.0, "20 load", "s", 1, "", "f")
     doc = build_alert("recovered", job_id=42, run_id=1240, report=ok, station="db1")
     assert doc["text"] == (
-        'pyagent: job 42 "nightly load" recovered: succeeded (run 1240 on db1, 3.0 s) '
+        'pyagent: job 42 "nightly load" recovered: succeeded (run 1240 on db1, 3 s) '
         "after failing."
     )
     assert doc["event"] == "recovered" and doc["retry"] is None

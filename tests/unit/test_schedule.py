@@ -284,7 +284,8 @@ def test_describe() -> None:
         )
     )
     assert text == (
-        "schedule 7: minute 0,15,30,45 of hour 9-12,17 on Mon-Fri on day 1,15,last in Jan,Jul "
-        "from 2020-01-01T00:00+00:00 until 2031-01-01T00:00+00:00 (1 exception)"
+        "schedule 7: every 15 minutes of hours 9-12,17 on day 1,15 and the last day of the "
+        "month when it is a Mon-Fri in Jan,Jul from 2020-01-01T00:00+00:00 until "
+        "2031-01-01T00:00+00:00 (1 exception)"
     )
     assert describe(spec()).startswith("schedule 7: every minute from ")

@@ -1,26 +1,44 @@
-"""Job files: YAML in, validated job specifications out, with every problem named by file,
-line and field. No database is needed here (`jobs validate`); what only the database can
-check (job classes, databases, the collation's step order) is checked by `jobs apply`.
-
-The YAML is read with a deliberately small set of implicit types (YAML 1.2's core schema:
-null, true/false, decimal integers, floats with a dot), so `02:30`, `2025-12-25`, `yes`
-or `0755` stay text instead of becoming sexagesimal numbers, dates or booleans.
-"""
+"""Job files checked: a YAML document (with its lines) to a FileJob, and a set of jobs
+against each other, with every problem named by file, line and field. No database is
+needed here (`jobs validate`); what only the database can check (job classes, databases,
+the collation's step order) is checked by `jobs apply` (pyagent.jobs.apply)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pyagent.control.options import MAX_RETRIES
-from pyagent.jobs import annot, cron
-from pyagent.store.records import OnError, StepKind
+from pyagent.annotations import (
+    ALERT_POLICIES,
+    JOB_OPTIONS,
+    MAX_RETRIES,
+    STEP_OPTIONS,
+    AnnotationError,
+    JobOptions,
+    Option,
+    StepOptions,
+    parse_alert_policy,
+    parse_retry_delay,
+    parse_timeout,
+    parse_timezone,
+    read_job,
+    read_step,
+)
+from pyagent.jobs import cron
+from pyagent.jobs.model import (
+    KINDS,
+    NATIVE_FIELDS,
+    ON_ERROR,
+    FileException,
+    FileJob,
+    FileSchedule,
+    FileStep,
+    Stamp,
+)
+from pyagent.store.records import StepKind
 
 JOB_FIELDS = (
     "name",
@@ -37,6 +55,8 @@ JOB_FIELDS = (
     "steps",
     "schedules",
 )
+
+
 STEP_FIELDS = (
     "name",
     "kind",
@@ -48,7 +68,6 @@ STEP_FIELDS = (
     "timeout",
     "code",
 )
-NATIVE_FIELDS = ("minutes", "hours", "weekdays", "monthdays", "months")
 SCHEDULE_FIELDS = (
     "name",
     "description",
@@ -59,10 +78,6 @@ SCHEDULE_FIELDS = (
     "end",
     "exceptions",
 )
-KINDS = {"sql": StepKind.SQL, "batch": StepKind.BATCH}
-ON_ERROR = {"fail": OnError.FAIL, "succeed": OnError.SUCCEED, "ignore": OnError.IGNORE}
-KIND_WORD = {kind: word for word, kind in KINDS.items()}
-ON_ERROR_WORD = {on_error: word for word, on_error in ON_ERROR.items()}
 WEEKDAY_SUFFIX = " (weekdays)"
 
 
@@ -85,7 +100,7 @@ class Problem:
         )
 
 
-class SpecError(Exception):
+class JobFileError(Exception):
     """One or more problems; nothing was (or will be) changed."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
@@ -93,195 +108,15 @@ class SpecError(Exception):
         self.problems = list(problems)
 
 
-# --- YAML with line numbers ---------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core implicit types only."""
-
-
-_Loader.yaml_implicit_resolvers = {}
-for _tag, _regexp, _first in (
-    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    ("int", r"^[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
-    ("float", r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$", "-+0123456789."),
-):
-    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regexp), list(_first))
-
-
 @dataclass(frozen=True)
 class Loc:
-    """A YAML value and the (1-based) line it starts on."""
+    """A value of a job file and the (1-based) line it starts on (pyagent.jobs.loading)."""
 
     value: Any
     line: int
 
 
-class _YamlProblem(Exception):
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-
-
-def _convert(node: yaml.Node) -> Loc:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.ScalarNode):
-        tag = node.tag.rsplit(":", 1)[-1]
-        text = node.value
-        if tag == "null":
-            return Loc(None, line)
-        if tag == "bool":
-            return Loc(text.lower() == "true", line)
-        if tag == "int":
-            return Loc(int(text), line)
-        if tag == "float":
-            return Loc(float(text), line)
-        if tag == "str":
-            return Loc(text, line)
-        raise _YamlProblem(line, f"unsupported YAML tag {node.tag}")
-    if isinstance(node, yaml.SequenceNode):
-        return Loc([_convert(item) for item in node.value], line)
-    if isinstance(node, yaml.MappingNode):
-        mapping: dict[str, Loc] = {}
-        for key_node, value_node in node.value:
-            key_line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
-                raise _YamlProblem(key_line, "keys must be plain field names (no merge keys)")
-            key = str(key_node.value)
-            if key in mapping:
-                raise _YamlProblem(key_line, f"field {key!r} is given twice")
-            # A field's problems point at the line of its name.
-            mapping[key] = Loc(_convert(value_node).value, key_line)
-        return Loc(mapping, line)
-    raise _YamlProblem(line, "unsupported YAML node")
-
-
-def load_documents(text: str, file: str) -> list[Loc]:
-    """The non-empty YAML documents of a file, with line numbers."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = " ".join(str(exc.problem or exc).split())
-        raise SpecError([Problem(file, line, None, f"not valid YAML: {problem}")]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([Problem(file, None, None, f"not valid YAML: {exc}")]) from None
-    docs = []
-    for node in nodes:
-        if node is None:
-            continue
-        try:
-            docs.append(_convert(node))
-        except _YamlProblem as exc:
-            raise SpecError([Problem(file, exc.line, None, str(exc))]) from None
-    return docs
-
-
-# --- the specification --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """A start/end timestamp: aware when the file gave a zone; otherwise `text` is read in
-    the job's `timezone` when it has one, else in the database session's TimeZone at apply
-    time."""
-
-    text: str
-    aware: datetime | None
-
-
-@dataclass(frozen=True)
-class ExceptionSpec:
-    date: date | None
-    time: time | None
-    line: int
-
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    """One pgAgent schedule (a cron expression may have produced two of these)."""
-
-    name: str
-    description: str
-    enabled: bool
-    fields: cron.Fields
-    start: Stamp | None
-    end: Stamp | None
-    exceptions: tuple[ExceptionSpec, ...]
-    line: int
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    name: str
-    kind: StepKind
-    database: str
-    connection: str
-    on_error: OnError
-    enabled: bool
-    description: str
-    timeout: str | None
-    code: str
-    line: int
-    lines: dict[str, int] = field(default_factory=dict, compare=False)
-
-    def desc(self) -> str:
-        """jstdesc: the description plus the timeout annotation line."""
-        extra = [("JOB_STEP_TIMEOUT", self.timeout)] if self.timeout is not None else []
-        return annot.compose(self.description, extra)
-
-    def annotation_fields(self) -> dict[str, str]:
-        return {"timeout": self.timeout} if self.timeout is not None else {}
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    name: str
-    job_class: str | None
-    enabled: bool
-    host_agent: str
-    managed: bool | None
-    comment: str
-    timeout: str | None
-    retries: int | None
-    retry_delay: str | None
-    alert: str | None
-    steps: tuple[StepSpec, ...]
-    schedules: tuple[ScheduleSpec, ...]
-    file: str
-    line: int
-    lines: dict[str, int] = field(default_factory=dict, compare=False)
-    timezone: str | None = None
-
-    def annotation_fields(self, managed: bool) -> dict[str, str]:
-        found: dict[str, str] = {}
-        if self.timeout is not None:
-            found["timeout"] = self.timeout
-        if self.retries is not None:
-            found["retries"] = str(self.retries)
-        if self.retry_delay is not None:
-            found["retry_delay"] = self.retry_delay
-        if self.alert is not None:
-            found["alert"] = self.alert
-        if self.timezone is not None:
-            found["timezone"] = self.timezone
-        if managed:
-            found["managed_by"] = annot.MANAGED_VALUE
-        return found
-
-    def desc(self, managed: bool) -> str:
-        """jobdesc: the comment plus one annotation line per field that is set."""
-        fields = self.annotation_fields(managed)
-        by_field = {v: k for k, v in annot.JOB_NAMES.items()}
-        lines = [
-            (name, fields[annot.JOB_NAMES[name]])
-            for name in annot.JOB_ORDER
-            if annot.JOB_NAMES[name] in fields
-        ]
-        assert all(key in by_field for key in fields)
-        return annot.compose(self.comment, lines)
+# --- one job ------------------------------------------------------------------------------
 
 
 class _Reader:
@@ -454,7 +289,8 @@ def parse_exception(value: Any) -> tuple[date | None, time | None]:
     return on_date, at_time
 
 
-def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
+def check_job(doc: Loc, file: str, problems: list[Problem]) -> FileJob | None:
+    """One job document as a FileJob; None when it has problems (added to `problems`)."""
     start = len(problems)
     r = _Reader(doc, file, "", JOB_FIELDS, problems)
     if not r.ok:
@@ -467,8 +303,8 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
     comment = r.text("comment", "") or ""
     enabled = r.boolean("enabled", True)
     managed = r.boolean("managed", False) if r.has("managed") else None
-    timeout = _duration(r, "timeout")
-    retry_delay = _duration(r, "retry_delay", allow_zero=True)
+    timeout = _duration(r, "timeout", parse_timeout)
+    retry_delay = _duration(r, "retry_delay", parse_retry_delay)
     retries: int | None = None
     if r.has("retries"):
         value = r.raw("retries")
@@ -476,48 +312,61 @@ def _job(doc: Loc, file: str, problems: list[Problem]) -> JobSpec | None:
             r.problem("retries", f"must be a whole number from 0 to {MAX_RETRIES}, not {value!r}")
         else:
             retries = value
-    alert = r.choice("alert", annot.ALERT_VALUES, "") if r.has("alert") else None
+    alert = (
+        parse_alert_policy(r.choice("alert", ALERT_POLICIES, "failure")) if r.has("alert") else None
+    )
     timezone = _timezone(r)
     if "@" in comment:
-        _warn_annotation_text(r, "comment", comment, annot.JOB_NAMES)
+        _warn_annotation_text(r, "comment", read_job(comment).lines, JOB_OPTIONS)
     steps = _steps(r)
     schedules = _schedules(r)
     if len(problems) > start or name is None:
         return None
-    return JobSpec(
+    return FileJob(
         name=name,
         job_class=job_class,
         enabled=enabled,
         host_agent=host_agent,
         managed=managed,
         comment=comment,
-        timeout=timeout,
-        retries=retries,
-        retry_delay=retry_delay,
-        alert=alert,
+        options=JobOptions(
+            timeout=timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+            alert=alert,
+            timezone=timezone,
+        ),
         steps=tuple(steps),
         schedules=tuple(schedules),
         file=file,
         line=doc.line,
         lines={key: loc.line for key, loc in r.data.items()},
-        timezone=timezone,
     )
 
 
-def _warn_annotation_text(r: _Reader, key: str, text: str, known: dict[str, str]) -> None:
+def _warn_annotation_text(
+    r: _Reader, key: str, found: Mapping[str, object], options: Sequence[Option[Any]]
+) -> None:
     """An annotation line pyagent maps to a field must be written as that field, or a
     second apply would see a difference."""
-    _, found = annot.split(text, known)
-    for name in found:
-        r.problem(key, f"write the annotation as the field {name!r}, not as a line of text")
+    for option in options:
+        if option.field in found:
+            r.problem(
+                key, f"write the annotation as the field {option.field!r}, not as a line of text"
+            )
 
 
-def _duration(r: _Reader, key: str, *, allow_zero: bool = False) -> str | None:
+def _duration(r: _Reader, key: str, parse: Callable[[str], float]) -> float | None:
+    """A duration field: a number of seconds, or text such as `30 s`, `5 m`."""
     if not r.has(key):
         return None
+    value = r.raw(key)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        r.problem(key, "must be a duration: a number of seconds or text like '30 s', '5 m'")
+        return None
     try:
-        return annot.duration_text(r.raw(key), allow_zero=allow_zero)
-    except ValueError as exc:
+        return parse(" ".join(str(value).split()))
+    except AnnotationError as exc:
         r.problem(key, str(exc))
         return None
 
@@ -525,9 +374,13 @@ def _duration(r: _Reader, key: str, *, allow_zero: bool = False) -> str | None:
 def _timezone(r: _Reader) -> str | None:
     if not r.has("timezone"):
         return None
+    value = r.raw("timezone")
+    if not isinstance(value, str):
+        r.problem("timezone", "must be a time zone name as text, such as Europe/Berlin")
+        return None
     try:
-        return annot.timezone_text(r.raw("timezone"))
-    except ValueError as exc:
+        return parse_timezone(value)
+    except AnnotationError as exc:
         r.problem("timezone", str(exc))
         return None
 
@@ -550,8 +403,8 @@ def _entries(job: _Reader, key: str, allowed: Sequence[str]) -> Iterator[tuple[i
             yield i, r
 
 
-def _steps(job: _Reader) -> list[StepSpec]:
-    steps: list[StepSpec] = []
+def _steps(job: _Reader) -> list[FileStep]:
+    steps: list[FileStep] = []
     for _, r in _entries(job, "steps", STEP_FIELDS):
         step = _step(r)
         if step is not None:
@@ -563,7 +416,7 @@ def _steps(job: _Reader) -> list[StepSpec]:
     return steps
 
 
-def _step(r: _Reader) -> StepSpec | None:
+def _step(r: _Reader) -> FileStep | None:
     """One entry of `steps`, or None when it has problems."""
     before = len(r.problems)
     name = r.text("name", required=True)
@@ -574,7 +427,7 @@ def _step(r: _Reader) -> StepSpec | None:
     code = r.text("code", required=True)
     description = r.text("description", "") or ""
     if "@" in description:
-        _warn_annotation_text(r, "description", description, annot.STEP_NAMES)
+        _warn_annotation_text(r, "description", read_step(description).lines, STEP_OPTIONS)
     if kind is StepKind.SQL and not database and not connection:
         r.problem(None, "an SQL step needs a 'database' (on this server) or a 'connection'")
     if kind is StepKind.BATCH and (database or connection):
@@ -582,11 +435,11 @@ def _step(r: _Reader) -> StepSpec | None:
             "database" if database else "connection",
             "a batch step runs on the agent's host; it takes no database or connection",
         )
-    timeout = _duration(r, "timeout")
+    timeout = _duration(r, "timeout", parse_timeout)
     enabled = r.boolean("enabled", True)
     if len(r.problems) > before or name is None or code is None:
         return None
-    return StepSpec(
+    return FileStep(
         name=name,
         kind=kind,
         database=database,
@@ -594,7 +447,7 @@ def _step(r: _Reader) -> StepSpec | None:
         on_error=on_error,
         enabled=enabled,
         description=description,
-        timeout=timeout,
+        options=StepOptions(timeout=timeout),
         code=code,
         line=r.line,
         lines={key: value.line for key, value in r.data.items()},
@@ -613,14 +466,14 @@ def step_order_problem(file: str, line: int, names: list[str], order: list[int])
     )
 
 
-def _schedules(job: _Reader) -> list[ScheduleSpec]:
-    found: list[ScheduleSpec] = []
+def _schedules(job: _Reader) -> list[FileSchedule]:
+    found: list[FileSchedule] = []
     for i, r in _entries(job, "schedules", SCHEDULE_FIELDS):
         found.extend(_schedule(r, i))
     return found
 
 
-def _schedule(r: _Reader, index: int) -> list[ScheduleSpec]:
+def _schedule(r: _Reader, index: int) -> list[FileSchedule]:
     """One entry of `schedules`: one pgAgent schedule, or two for a cron expression that
     restricts both day-of-month and day-of-week; none when it has problems."""
     before = len(r.problems)
@@ -645,7 +498,7 @@ def _schedule(r: _Reader, index: int) -> list[ScheduleSpec]:
     if len(r.problems) > before or name is None:
         return []
     return [
-        ScheduleSpec(
+        FileSchedule(
             name=name if k == 0 else name + WEEKDAY_SUFFIX,
             description=description,
             enabled=enabled,
@@ -702,16 +555,16 @@ def _native_fields(r: _Reader) -> list[cron.Fields]:
     return [cron.Fields(**arrays)] if len(arrays) == len(NATIVE_FIELDS) else []
 
 
-def _exceptions(r: _Reader) -> list[ExceptionSpec]:
+def _exceptions(r: _Reader) -> list[FileException]:
     """A schedule's exceptions, each listed once."""
-    exceptions: list[ExceptionSpec] = []
+    exceptions: list[FileException] = []
     for loc_exc in _items(r, "exceptions"):
         try:
             on_date, at_time = parse_exception(_plain(loc_exc.value))
         except ValueError as exc:
             r.problem("exceptions", str(exc), loc_exc.line)
             continue
-        exceptions.append(ExceptionSpec(on_date, at_time, loc_exc.line))
+        exceptions.append(FileException(on_date, at_time, loc_exc.line))
     seen: set[tuple[date | None, time | None]] = set()
     for exc_spec in exceptions:
         key = (exc_spec.date, exc_spec.time)
@@ -743,54 +596,14 @@ def _stamp(r: _Reader, key: str) -> Stamp | None:
         return None
 
 
-# --- files and directories ------------------------------------------------------------------
+# --- a set of jobs --------------------------------------------------------------------------
 
 
-def job_files(paths: Iterable[str]) -> list[Path]:
-    """The files named, and the *.yaml / *.yml files under the directories named."""
-    found: list[Path] = []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-            )
-        elif path.exists():
-            found.append(path)
-        else:
-            raise SpecError([Problem(text, None, None, "no such file or directory")])
-    return found
-
-
-def parse_text(text: str, file: str) -> list[JobSpec]:
-    """The jobs of one file's text; SpecError lists every problem found."""
+def check_set(jobs: Sequence[FileJob]) -> list[Problem]:
+    """What is wrong with these jobs together: a name given twice, a date-and-time
+    exception given twice (pgAgent's unique index spans all schedules)."""
     problems: list[Problem] = []
-    jobs = []
-    for doc in load_documents(text, file):
-        job = _job(doc, file, problems)
-        if job is not None:
-            jobs.append(job)
-    if problems:
-        raise SpecError(problems)
-    return jobs
-
-
-def load(paths: Iterable[str]) -> list[JobSpec]:
-    """Every job of these files and directories, checked as a set: each name once, no
-    date-and-time exception twice (pgAgent's unique index spans all schedules)."""
-    problems: list[Problem] = []
-    jobs: list[JobSpec] = []
-    for path in job_files(paths):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(path), None, None, f"cannot read: {exc}"))
-            continue
-        try:
-            jobs.extend(parse_text(text, str(path)))
-        except SpecError as exc:
-            problems.extend(exc.problems)
-    first: dict[str, JobSpec] = {}
+    first: dict[str, FileJob] = {}
     for job in jobs:
         if job.name in first:
             other = first[job.name]
@@ -824,6 +637,4 @@ def load(paths: Iterable[str]) -> list[JobSpec]:
                         )
                     )
                 instants.setdefault(key, where)
-    if problems:
-        raise SpecError(problems)
-    return jobs
+    return problems

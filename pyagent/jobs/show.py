@@ -1,5 +1,5 @@
-"""`jobs list`, `show`, `history`, `logs`, `enable`/`disable`: read the catalogue and say
-what it holds, as data (for --json) and as text."""
+"""`jobs show`: one job, its steps, schedules, options, next runs, recent runs and authors,
+and whether its stored next run drifted from what its schedules give."""
 
 from __future__ import annotations
 
@@ -10,35 +10,17 @@ from typing import Any
 import psycopg
 
 from pyagent import schedule as pyschedule
-from pyagent.annotations import job_timezone
+from pyagent.annotations import Description, JobOptions, StepOptions, read_job, read_step
 from pyagent.jobs import cron
-from pyagent.jobs.annot import job_fields, step_fields
-from pyagent.jobs.common import JobsError, Zone, by_job, find_job, job_zone
-from pyagent.jobs.render import duration, indent, quoted, seconds, shorten, table
-from pyagent.jobs.spec import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
+from pyagent.jobs.listing import last_run_data, running_data
+from pyagent.jobs.lookup import find_job
+from pyagent.jobs.model import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
+from pyagent.jobs.render import indent, shorten
+from pyagent.jobs.runs import run_data, runs_table
+from pyagent.jobs.zones import Zone, own_zone
 from pyagent.safetext import safe_text
-from pyagent.store.authorship import AuthorRecord, ObjectKind, RunAuthor
-from pyagent.store.catalog import (
-    Catalog,
-    JobRecord,
-    RunRecord,
-    ScheduleRecord,
-    StepRecord,
-    StepRunRecord,
-)
-from pyagent.store.records import RunStatus
-
-FAILED = (RunStatus.FAILED, RunStatus.ABORTED, RunStatus.INTERNAL_ERROR)
-
-
-def schedule_summary(sched: ScheduleRecord) -> dict[str, Any]:
-    fields = cron.Fields.of(sched)
-    return {
-        "name": sched.name,
-        "enabled": sched.enabled,
-        "cron": cron.to_cron(fields),
-        "words": cron.describe(fields),
-    }
+from pyagent.store.authorship import AuthorRecord, ObjectKind
+from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
 
 
 def spec_of(sched: ScheduleRecord) -> pyschedule.ScheduleSpec:
@@ -71,101 +53,8 @@ def next_runs(
     return found
 
 
-def _last_run(job: JobRecord, zone: Zone) -> dict[str, Any] | None:
-    if job.last_jlgid is None or job.last_status is None:
-        return None
-    return {
-        "run": job.last_jlgid,
-        "status": job.last_status.label,
-        "start": zone.iso(job.last_start),
-        "duration_s": seconds(job.last_duration),
-    }
-
-
-def _running(job: JobRecord) -> dict[str, Any] | None:
-    if job.agent_pid is None:
-        return None
-    return {"agent_pid": job.agent_pid, "station": job.agent_station}
-
-
-# --- list -------------------------------------------------------------------------------
-
-
-def list_jobs(
-    catalog: Catalog, zone: Zone, *, failed: bool, running: bool, disabled: bool
-) -> tuple[list[dict[str, Any]], str]:
-    jobs = catalog.jobs()
-    if failed:
-        jobs = [j for j in jobs if j.last_status in FAILED]
-    if running:
-        jobs = [j for j in jobs if j.agent_pid is not None]
-    if disabled:
-        jobs = [j for j in jobs if not j.enabled]
-    schedules = by_job(catalog.schedules([j.jobid for j in jobs]))
-    data = []
-    rows = []
-    for job in jobs:
-        summaries = [schedule_summary(s) for s in schedules.get(job.jobid, [])]
-        data.append(_list_data(job, summaries, zone))
-        rows.append(_list_row(job, summaries, zone))
-    if not rows:
-        text = "no jobs" + (" match" if failed or running or disabled else "")
-    else:
-        text = table(
-            ["ID", "NAME", "CLASS", "ON", "SCHEDULE", "NEXT RUN", "LAST RUN", "RUNNING"], rows
-        )
-        text += f"\n(times in {zone.name}, the database session's TimeZone)"
-    return data, text
-
-
-def _list_data(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> dict[str, Any]:
-    return {
-        "id": job.jobid,
-        "name": job.name,
-        "class": job.class_name,
-        "enabled": job.enabled,
-        "host_agent": job.hostagent,
-        "schedules": summaries,
-        "timezone": job_timezone(job.desc).name,
-        "next_run": zone.iso(job.next_run),
-        "last_run": _last_run(job, zone),
-        "running": _running(job),
-    }
-
-
-def _list_row(job: JobRecord, summaries: list[dict[str, Any]], zone: Zone) -> list[str]:
-    """One job's row of the `jobs list` table."""
-    active = [s for s in summaries if s["enabled"]]
-    sched_text = "; ".join(s["cron"] or s["words"] for s in active) or "-"
-    own_zone = job_timezone(job.desc).name
-    if own_zone is not None and active:
-        sched_text = f"{sched_text} ({own_zone})"
-    last = "-"
-    if job.last_status is not None:
-        last = f"{job.last_status.label} {duration(job.last_duration)}".strip()
-        if job.last_status is RunStatus.RUNNING:
-            last = "running"
-        last += f" at {zone.fmt(job.last_start, seconds=False)}"
-    run_now = "-"
-    if job.agent_pid is not None:
-        run_now = f"on {job.agent_station or '?'} (pid {job.agent_pid})"
-    return [
-        str(job.jobid),
-        job.name,
-        job.class_name,
-        "yes" if job.enabled else "no",
-        shorten(sched_text, 48),
-        zone.fmt(job.next_run, seconds=False),
-        last,
-        run_now,
-    ]
-
-
-# --- show -------------------------------------------------------------------------------
-
-
 def _step_data(step: StepRecord) -> dict[str, Any]:
-    comment, annotations = step_fields(step.desc)
+    described = read_step(step.desc)
     return {
         "id": step.jstid,
         "name": step.name,
@@ -174,8 +63,8 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
         "database": step.dbname or None,
         "connection": step.connstr or None,
         "on_error": ON_ERROR_WORD[step.onerror],
-        "description": comment,
-        "annotations": annotations,
+        "description": described.text,
+        "annotations": described.texts(),
         "code": step.code,
     }
 
@@ -188,7 +77,7 @@ def _schedule_data(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
         "enabled": sched.enabled,
         "description": sched.desc,
         "cron": cron.to_cron(fields),
-        "words": cron.describe(fields),
+        "words": pyschedule.in_words(fields),
         "native": {kind: cron.format_native(kind, fields.get(kind)) for kind in NATIVE_FIELDS},
         "start": zone.iso(sched.start),
         "end": zone.iso(sched.end),
@@ -209,10 +98,10 @@ def show_job(
     steps = catalog.steps([job.jobid])
     schedules = catalog.schedules([job.jobid])
     now = catalog.session_info().now
-    own = job_zone(job.desc)
+    own = own_zone(job.desc)
     upcoming = next_runs(schedules, now, own or zone, count) if job.enabled else []
     recent = catalog.runs(job.jobid, limit=runs)
-    comment, annotations = job_fields(job.desc)
+    comment = read_job(job.desc)
     drift = next_run_drift(catalog, job, now, own, zone)
     authors = _authors(catalog, job.jobid)
     data: dict[str, Any] = {
@@ -221,8 +110,8 @@ def show_job(
         "class": job.class_name,
         "enabled": job.enabled,
         "host_agent": job.hostagent,
-        "comment": comment,
-        "annotations": annotations,
+        "comment": comment.text,
+        "annotations": comment.texts(),
         "created": zone.iso(job.created),
         "changed": zone.iso(job.changed),
         "timezone": zone.name,
@@ -230,11 +119,11 @@ def show_job(
         "next_run": zone.iso(job.next_run),
         "next_run_drift": drift.as_dict(zone) if drift else None,
         "next_runs_computed": [zone.iso(t) for t in upcoming],
-        "last_run": _last_run(job, zone),
-        "running": _running(job),
+        "last_run": last_run_data(job, zone),
+        "running": running_data(job),
         "steps": [_step_data(s) for s in steps],
         "schedules": [_schedule_data(s, zone) for s in schedules],
-        "recent_runs": [_run_data(r, zone) for r in recent],
+        "recent_runs": [run_data(r, zone) for r in recent],
     }
     if authors is not None:
         data["author"] = _author_data(authors.get(("j", job.jobid)), zone)
@@ -245,8 +134,6 @@ def show_job(
             job,
             zone,
             comment,
-            annotations,
-            own,
             author_lines=_show_author_line(
                 "  author:      ", authors, ("j", job.jobid), job.jobid, zone
             ),
@@ -260,7 +147,7 @@ def show_job(
         *_show_next_run_lines(job, upcoming, zone, own),
         "",
         f"recent runs ({len(recent)}):",
-        *("  " + line for line in _runs_table(recent, zone, with_job=False).splitlines()),
+        *("  " + line for line in runs_table(recent, zone, with_job=False).splitlines()),
     ]
     return data, "\n".join(out)
 
@@ -268,9 +155,7 @@ def show_job(
 def _show_job_lines(
     job: JobRecord,
     zone: Zone,
-    comment: str,
-    annotations: dict[str, str],
-    own: Zone | None,
+    comment: Description[JobOptions],
     *,
     author_lines: list[str] | None = None,
 ) -> list[str]:
@@ -279,19 +164,27 @@ def _show_job_lines(
     out.append(f"  enabled:     {'yes' if job.enabled else 'no'}")
     out.append(f"  host agent:  {safe_text(job.hostagent) or '(any)'}")
     out.extend(author_lines or [])
-    if comment:
+    if comment.text:
         out.append("  comment:")
-        out.append(indent(safe_text(comment, block=True), "    "))
-    for name, value in annotations.items():
-        note = "annotation"
-        if name == "timezone" and own is None:
-            note = "annotation; not a known time zone name, so ignored"
-        out.append(f"  {safe_text(name) + ':':<12} {safe_text(value)}   ({note})")
+        out.append(indent(safe_text(comment.text, block=True), "    "))
+    out.extend(f"  {line}" for line in _option_lines(comment, 12))
     if job.agent_pid is not None:
         station = safe_text(job.agent_station or "?")
         out.append(f"  running now: on {station} (agent pid {job.agent_pid})")
     out.append(f"  next run:    {zone.fmt(job.next_run)}   (pga_job.jobnextrun)")
     out.append(f"  times in {zone.name} (the database session's TimeZone)")
+    return out
+
+
+def _option_lines(
+    described: Description[JobOptions] | Description[StepOptions], width: int = 0
+) -> list[str]:
+    """One line per option a description gives: its value as written, and whether the
+    agent ignores it (the same reading as the agent's, pyagent.annotations)."""
+    out = []
+    for key, line in described.lines.items():
+        note = "annotation" if line.problem is None else f"annotation; ignored: {line.problem}"
+        out.append(f"{key + ':':<{width}} {safe_text(line.text)}   ({safe_text(note)})")
     return out
 
 
@@ -355,8 +248,7 @@ def _show_step_lines(
         )
         if d["description"]:
             out.append(f"     description: {safe_text(shorten(d['description'], 70))}")
-        for name, value in d["annotations"].items():
-            out.append(f"     {safe_text(name)}: {safe_text(value)}   (annotation)")
+        out.extend(f"     {line}" for line in _option_lines(read_step(step.desc)))
         if zone is not None:
             out.extend(
                 _show_author_line("     author: ", authors, ("s", step.jstid), step.jobid, zone)
@@ -468,167 +360,3 @@ def next_run_drift(
         own is not None,
         in_session == job.next_run,
     )
-
-
-# --- history and logs ---------------------------------------------------------------------
-
-
-def _run_data(run: RunRecord, zone: Zone) -> dict[str, Any]:
-    return {
-        "run": run.jlgid,
-        "job_id": run.jobid,
-        "job": run.jobname,
-        "status": run.status.label,
-        "start": zone.iso(run.start),
-        "duration_s": seconds(run.duration),
-    }
-
-
-def _runs_table(
-    runs: list[RunRecord],
-    zone: Zone,
-    *,
-    with_job: bool = True,
-    run_authors: dict[int, RunAuthor] | None = None,
-) -> str:
-    if not runs:
-        return "(no runs)"
-    headers = ["RUN", *(["JOB"] if with_job else []), "STATUS", "START", "DURATION"]
-    if run_authors is not None:
-        headers.append("LAST CHANGED BY")
-    rows = [
-        [
-            str(r.jlgid),
-            *([f"{r.jobname} ({r.jobid})"] if with_job else []),
-            r.status.label,
-            zone.fmt(r.start),
-            duration(r.duration),
-            *([_run_author_text(run_authors.get(r.jlgid))] if run_authors is not None else []),
-        ]
-        for r in runs
-    ]
-    return table(headers, rows)
-
-
-def _run_author_text(found: RunAuthor | None) -> str:
-    return found.author if found is not None else "-"
-
-
-def _run_authors(catalog: Catalog, runs: list[RunRecord]) -> dict[int, RunAuthor] | None:
-    """Who made the last change to what each run ran, before it started (pyagent's change
-    log); None when the change log is not installed or not readable by this role."""
-    records = catalog.authorship
-    if not runs or not records.access().read_changes:
-        return None
-    return records.run_authors([r.jlgid for r in runs])
-
-
-def history(
-    catalog: Catalog, zone: Zone, ident: str | None, *, limit: int, failed: bool
-) -> tuple[list[dict[str, Any]], str]:
-    jobid = find_job(catalog, ident).jobid if ident else None
-    runs = catalog.runs(jobid, limit=limit, failed_only=failed)
-    run_authors = _run_authors(catalog, runs)
-    data = [_run_data(r, zone) for r in runs]
-    if run_authors is not None:
-        for item in data:
-            found = run_authors.get(item["run"])
-            item["last_changed_by"] = (
-                None
-                if found is None
-                else {"role": found.author, "changed": zone.iso(found.changed_at)}
-            )
-    return data, _runs_table(runs, zone, run_authors=run_authors)
-
-
-def step_status(status: RunStatus) -> str:
-    """A step log's status in words: for a step, 'i' is a failure that was ignored."""
-    return "ignored" if status is RunStatus.INTERNAL_ERROR else status.label
-
-
-def step_run_data(step: StepRunRecord, zone: Zone) -> dict[str, Any]:
-    return {
-        "step_id": step.jstid,
-        "step": step.step_name,
-        "status": step_status(step.status),
-        "result": step.result,
-        "start": zone.iso(step.start),
-        "duration_s": seconds(step.duration),
-        "output": step.output,
-    }
-
-
-def step_run_text(step: StepRunRecord) -> str:
-    result = "" if step.result is None else f", result {step.result}"
-    line = (
-        f"step {quoted(step.step_name)}: {step_status(step.status)}{result}, "
-        f"{duration(step.duration)}"
-    )
-    # Shown as a block: its lines stay lines, every control made visible (pyagent.safetext).
-    output = safe_text((step.output or "").rstrip("\n"), block=True)
-    return line + ("\n" + indent(output, "    | ") if output else "")
-
-
-def logs(catalog: Catalog, zone: Zone, ident: str, *, last: bool) -> tuple[dict[str, Any], str]:
-    if last:
-        job = find_job(catalog, ident)
-        found = catalog.runs(job.jobid, limit=1)
-        if not found:
-            raise JobsError(f"job {quoted(job.name)} (id {job.jobid}) has not run yet")
-        run = found[0]
-    else:
-        if not ident.strip().isdigit():
-            raise JobsError(
-                f"{ident!r} is not a run id; to see a job's newest run: "
-                f"pyagent jobs logs {ident!r} --last",
-                2,
-            )
-        maybe = catalog.run(int(ident))
-        if maybe is None:
-            raise JobsError(f"no run with id {ident} (`pyagent jobs history` lists them)")
-        run = maybe
-    steps = catalog.step_runs(run.jlgid)
-    data = _run_data(run, zone) | {"steps": [step_run_data(s, zone) for s in steps]}
-    head = (
-        f"run {run.jlgid} of job {quoted(run.jobname)} ({run.jobid}): {run.status.label}, "
-        f"started {zone.fmt(run.start)}, {duration(run.duration)}"
-    )
-    body = [step_run_text(s) for s in steps] or ["(no step ran)"]
-    return data, "\n".join([head, *body])
-
-
-# --- enable / disable -------------------------------------------------------------------
-
-
-def set_enabled(
-    catalog: Catalog, zone: Zone, idents: list[str], enabled: bool
-) -> tuple[list[dict[str, Any]], str]:
-    jobs = [find_job(catalog, ident) for ident in idents]
-    data, lines = [], []
-    word = "enabled" if enabled else "disabled"
-    with catalog.transaction():
-        for job in jobs:
-            if job.enabled == enabled:
-                data.append(
-                    {"id": job.jobid, "name": job.name, "enabled": enabled, "changed": False}
-                )
-                lines.append(f"job {quoted(job.name)} ({job.jobid}) was already {word}")
-                continue
-            nextrun = catalog.set_enabled(job.jobid, enabled)
-            own = job_zone(job.desc)
-            if enabled and own is not None:
-                # The schema's trigger read the schedules in this session's zone.
-                catalog.reschedule_job(job.jobid, own.name)
-                nextrun = catalog.jobs([job.jobid])[0].next_run
-            data.append(
-                {
-                    "id": job.jobid,
-                    "name": job.name,
-                    "enabled": enabled,
-                    "changed": True,
-                    "next_run": zone.iso(nextrun),
-                }
-            )
-            tail = f"; next run {zone.fmt(nextrun)}" if enabled else ""
-            lines.append(f"job {quoted(job.name)} ({job.jobid}) {word}{tail}")
-    return data, "\n".join(lines)

@@ -7,7 +7,10 @@ from datetime import date, time
 
 import pytest
 
-from pyagent.jobs import annot, spec
+from pyagent.annotations import read_job
+from pyagent.jobs import loading
+from pyagent.jobs.model import FileJob
+from pyagent.jobs.validation import JobFileError
 from pyagent.store.records import OnError, StepKind
 
 GOOD = """\
@@ -45,12 +48,12 @@ schedules:
 """
 
 
-def parse(text: str) -> list[spec.JobSpec]:
-    return spec.parse_text(textwrap.dedent(text), "jobs.yaml")
+def parse(text: str) -> list[FileJob]:
+    return loading.parse_text(textwrap.dedent(text), "jobs.yaml")
 
 
 def problems(text: str) -> list[str]:
-    with pytest.raises(spec.SpecError) as info:
+    with pytest.raises(JobFileError) as info:
         parse(text)
     return [str(p) for p in info.value.problems]
 
@@ -58,11 +61,14 @@ def problems(text: str) -> list[str]:
 def test_a_complete_file():
     (job,) = parse(GOOD)
     assert job.name == "nightly" and job.job_class == "Data Export"
-    assert job.desc(managed=True) == (
-        "Export the day.\n@JOB_TIMEOUT=30 m;\n@RETRIES=2;\n@RETRY_DELAY=90 s;\n@ALERT=failure;\n"
-        "@MANAGED_BY=pyagent;"
+    assert job.desc(True) == (
+        "Export the day.\n@JOB_TIMEOUT=30 m;\n@RETRIES=2;\n@RETRY_DELAY=1 m 30 s;\n"
+        "@ALERT=failure;\n@MANAGED_BY=pyagent;"
     )
+    # Durations are numbers of seconds from here on (apply compares and writes them).
+    assert (job.options.timeout, job.options.retry_delay, job.options.retries) == (1800, 90, 2)
     dump, ship = job.steps
+    assert dump.options.timeout == 300
     assert (dump.kind, dump.database, dump.on_error) == (StepKind.SQL, "app", OnError.FAIL)
     assert dump.desc() == "@JOB_STEP_TIMEOUT=5 m;"
     assert (ship.kind, ship.on_error, ship.code) == (
@@ -92,8 +98,9 @@ def test_a_jobs_own_time_zone_is_an_annotation_line():
         """
     )
     assert job.timezone == "Europe/Berlin"
-    assert job.desc(managed=True) == "Nightly.\n@TIMEZONE=Europe/Berlin;\n@MANAGED_BY=pyagent;"
-    assert annot.job_fields(job.desc(managed=False)) == ("Nightly.", {"timezone": "Europe/Berlin"})
+    assert job.desc(True) == "Nightly.\n@TIMEZONE=Europe/Berlin;\n@MANAGED_BY=pyagent;"
+    read = read_job(job.desc(False))
+    assert (read.text, read.texts()) == ("Nightly.", {"timezone": "Europe/Berlin"})
 
 
 def test_or_rule_gives_two_named_schedules():
@@ -232,8 +239,8 @@ def test_load_checks_names_and_exceptions_across_files(tmp_path):
         "    exceptions: ['2030-01-01 10:00']\n"
     )
     (tmp_path / "notes.txt").write_text("not a job file")
-    with pytest.raises(spec.SpecError) as info:
-        spec.load([str(tmp_path)])
+    with pytest.raises(JobFileError) as info:
+        loading.load([str(tmp_path)])
     text = "\n".join(str(p) for p in info.value.problems)
     assert (
         f"{tmp_path / 'b.yml'}:1: name: job 'j' is also defined at {tmp_path / 'a.yaml'}:1" in text
@@ -242,8 +249,8 @@ def test_load_checks_names_and_exceptions_across_files(tmp_path):
 
 
 def test_missing_path():
-    with pytest.raises(spec.SpecError, match="no such file"):
-        spec.load(["/nonexistent/jobs"])
+    with pytest.raises(JobFileError, match="no such file"):
+        loading.load(["/nonexistent/jobs"])
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/jobs.md"])
@@ -255,4 +262,4 @@ def test_the_documented_example_files_are_valid(doc):
     examples = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
     assert examples
     for example in examples:
-        assert spec.parse_text(example, doc)
+        assert loading.parse_text(example, doc)
