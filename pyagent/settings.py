@@ -15,10 +15,8 @@ BatchEnv = Literal["inherit", "clean"]
 # (docs/security.md).
 StepRights = Literal["agent", "author"]
 
-# pgAgent's -l values.
+# pgAgent's -l value for ERROR, the default (1 = WARNING, 2 = DEBUG: pyagent.logsetup).
 LOG_ERROR = 0
-LOG_WARNING = 1
-LOG_DEBUG = 2
 
 
 def default_station() -> str:
