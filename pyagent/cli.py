@@ -16,7 +16,7 @@ from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
 from pyagent.envconfig import ALERT_WEBHOOK_VAR, STEP_CONNINFO_VAR
 from pyagent.liveness import MAX_LEASE, MIN_LEASE
-from pyagent.settings import DEFAULTS
+from pyagent.settings import DEFAULTS, ControlSettings, Settings
 
 COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
 # Set by the re-exec that hides a password from the process's argument list.
@@ -107,7 +107,9 @@ class _RoleNames(click.ParamType):  # type: ignore[type-arg]
     name = "role"
     envvar_list_splitter = ","
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, ...]:
         names = [part.strip() for part in str(value).split(",")]
         if not all(names):
             self.fail(f"an empty role name in {value!r}", param, ctx)
@@ -389,10 +391,8 @@ def _step_conninfo(given: str | None) -> str | None:
     return value
 
 
-def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
+def _run_settings(conninfo: str, options: dict[str, Any], control: ControlSettings) -> Settings:
     """`pyagent run`'s options as the agent's Settings."""
-    from pyagent.settings import Settings
-
     station = options["station"]
     if options["trusted_roles"] and options["step_rights"] != "author":
         click.echo(
@@ -507,7 +507,7 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-def _start(settings: Any, foreground: bool) -> None:
+def _start(settings: Settings, foreground: bool) -> None:
     from pyagent import logsetup as plog
     from pyagent.agent import run_agent
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from pyagent.conninfo import mask_conninfo
 from pyagent.liveness import LeaseTerms, lease_terms
@@ -104,15 +104,6 @@ class Settings:
         return mask_conninfo(self.conninfo)
 
 
-class _Defaults:
-    """Settings' defaults by field name (DEFAULTS.poll_interval), for the CLI's options:
-    every default is written once, in Settings."""
-
-    def __getattr__(self, name: str) -> Any:
-        default = {f.name: f.default for f in fields(Settings)}.get(name, MISSING)
-        if default is MISSING:
-            raise AttributeError(f"Settings has no plain default for {name!r}")
-        return default
-
-
-DEFAULTS: Any = _Defaults()
+# Settings' defaults by field name (DEFAULTS.poll_interval), for the CLI's options and the
+# management commands: every default is written once, in Settings.
+DEFAULTS: Final = Settings(conninfo="")

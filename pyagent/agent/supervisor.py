@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from pyagent import diagnose
@@ -321,8 +322,8 @@ class Agent:
         self.log.warning(line, always=True)
 
     async def _reuse_or_clear_stale_row(
-        self, old_pid: int | None, old_value: Any
-    ) -> tuple[int, Any]:
+        self, old_pid: int | None, old_value: datetime | None
+    ) -> tuple[int, datetime]:
         """A row already holds this session's pid. Our own old row (same pid again after a
         reconnect) is kept; a row whose lease ran out is cleared as a dead agent's; a row
         still within its lease may belong to an agent that renews through other

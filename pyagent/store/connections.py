@@ -150,7 +150,7 @@ class ServiceConnection:
 
         return await asyncio.wait_for(run(), timeout=SERVICE_STATEMENT_TIMEOUT)
 
-    async def _execute(self, sql: str, params: Params) -> Any:
+    async def _execute(self, sql: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self._conn is None:
             raise psycopg.OperationalError("no service connection")
         statement = asyncio.ensure_future(self._conn.execute(sql, params))
