@@ -62,7 +62,8 @@ class Settings:
     station: str = field(default_factory=default_station)
     max_jobs: int = 16
     max_connections_per_target: int = 8
-    control_pool_size: int = 4
+    # Connections of the bookkeeping pool (runs' log rows and releases, job control).
+    bookkeeping_pool_size: int = 4
     connect_timeout: float = 10.0
     grace_period: float = 25.0
     listen: bool = True

@@ -78,7 +78,7 @@ class Agent:
         self.log = get_logger()
         self.store = store or AgentStore(
             settings.conninfo,
-            pool_size=settings.control_pool_size,
+            pool_size=settings.bookkeeping_pool_size,
             application_name=settings.application_name,
             connect_timeout=settings.connect_timeout,
         )
@@ -616,7 +616,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await self.control.close()  # after-run work, queued alerts
         self.store.give_up_waiting()
-        if self.store.service.is_open and self.state.pid is not None:
+        if self.store.is_connected and self.state.pid is not None:
             with contextlib.suppress(Exception):
                 await self.store.unregister(self.state.pid)
         await self._disconnect()

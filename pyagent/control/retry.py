@@ -83,7 +83,7 @@ async def release_with_retries(
 
     async def attempt() -> store.FailedRunRelease | None:
         decided.clear()
-        async with agent_store.control.pool.connection() as conn:
+        async with agent_store.bookkeeping.pool.connection() as conn:
             return await store.release_failed_run(
                 conn,
                 job_id=claim.job_id,
@@ -97,7 +97,7 @@ async def release_with_retries(
 
     try:
         # Outages are waited out (until a hard shutdown gives up: then None).
-        released = await agent_store.control.retrying(attempt, retry_timeouts=False)
+        released = await agent_store.bookkeeping.retrying(attempt, retry_timeouts=False)
     except psycopg.Error as exc:
         # A statement timeout, or the schema's next-run function raised: the ordinary
         # release has the fallback.

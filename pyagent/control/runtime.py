@@ -132,7 +132,7 @@ class JobControl:
                 await _wait_any(CANCEL_CHECK_INTERVAL * 5, self._started, self.stop)
                 continue
             try:
-                async with self.store.control.pool.connection() as conn:
+                async with self.store.bookkeeping.pool.connection() as conn:
                     found = await store.cancelled_runs(conn, running, [self._pid()])
             except TRANSIENT_ERRORS:
                 found = []
@@ -180,7 +180,7 @@ class JobControl:
         if jlgid is None:
             return
         try:
-            async with self.store.control.pool.connection() as conn:
+            async with self.store.bookkeeping.pool.connection() as conn:
                 if tracked.cancel_message is not None:
                     await store.close_cancelled_steps(conn, jlgid, tracked.cancel_message)
                 if self.alerts is not None:
@@ -238,7 +238,7 @@ class JobControl:
                 continue
             self._history_stale.clear()
             try:
-                async with self.store.control.pool.connection() as conn:
+                async with self.store.bookkeeping.pool.connection() as conn:
                     self.metrics.history.snapshot = await store.job_run_history(conn)
             except TRANSIENT_ERRORS:
                 pass

@@ -133,8 +133,8 @@ SELECT jagpid, EXTRACT(EPOCH FROM (now() - jaglogintime))::float8, jaglogintime
  WHERE jagpid = pg_catalog.pg_backend_pid()
 
 -- name: renew_lease
--- The lease keeper's renewal, when the poll is late (it goes through the control pool, so
--- a lost service connection does not stop it). No row: the agent was cleared.
+-- The lease keeper's renewal, when the poll is late (it goes through the bookkeeping pool,
+-- so a lost service connection does not stop it). No row: the agent was cleared.
 UPDATE pgagent.pga_jobagent SET jaglogintime = now()
  WHERE jagpid = %(pid)s
 RETURNING jaglogintime,

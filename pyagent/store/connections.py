@@ -1,6 +1,7 @@
 """How the store talks to the database: the agent's service connection (its identity in
-pga_jobagent), a small control pool for run bookkeeping, and retries that ride out an
-outage for the bookkeeping that must not be lost."""
+pga_jobagent), a small bookkeeping pool for runs' log rows and releases (and job control's
+reads and writes), and retries that ride out an outage for the bookkeeping that must not
+be lost."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def connection_kwargs(conninfo: str, application_name: str) -> dict[str, Any]:
     return {key: value for key, value in defaults.items() if key not in given}
 
 
-async def _configure_control_connection(conn: psycopg.AsyncConnection[Row]) -> None:
+async def _configure_bookkeeping_connection(conn: psycopg.AsyncConnection[Row]) -> None:
     await conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
 
 
@@ -183,7 +184,7 @@ async def _run_all(
     return count
 
 
-class ControlPool:
+class BookkeepingPool:
     """Run bookkeeping (logs, releases) on a bounded pool of short statements."""
 
     def __init__(self, conninfo: str, size: int, application_name: str) -> None:
@@ -202,8 +203,9 @@ class ControlPool:
             open=False,
             timeout=10,
             reconnect_timeout=0,
+            # The name shows in psycopg_pool's own log lines; kept as operators know it.
             name="pyagent-control",
-            configure=_configure_control_connection,
+            configure=_configure_bookkeeping_connection,
         )
         # Set when bookkeeping should stop waiting for the database (hard shutdown).
         self.give_up = asyncio.Event()

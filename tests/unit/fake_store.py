@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,19 +24,6 @@ from pyagent.store.records import (
 from pyagent.store.session_check import Finding, NotASession, SessionFacts
 
 
-@dataclass
-class FakeService:
-    is_open: bool = False
-
-
-@dataclass
-class FakeControl:
-    give_up: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def stats(self) -> dict[str, int]:
-        return {}
-
-
 class FakeStore:
     """Records every call in order; claims come from a list of prepared job ids."""
 
@@ -45,8 +31,8 @@ class FakeStore:
         self.calls: list[tuple[Any, ...]] = []
         self.due = list(due or [])
         self.pid: int | None = None
-        self.service = FakeService()
-        self.control = FakeControl()
+        self.is_connected = False
+        self.gave_up = asyncio.Event()
         self.hold_runs = hold_runs
         # How many connections, from the first, fail the session check.
         self.pooled_connects = 0
@@ -58,7 +44,7 @@ class FakeStore:
 
     async def connect(self, stop: asyncio.Event) -> bool:
         self.calls.append(("connect",))
-        self.service.is_open = True
+        self.is_connected = True
         if self.pooled_connects > 0:  # this connection went through a transaction pooler
             self.pooled_connects -= 1
             raise NotASession(SessionFacts(Finding.BACKEND_CHANGED, 101, 102, 7))
@@ -66,13 +52,16 @@ class FakeStore:
 
     async def disconnect(self) -> None:
         self.calls.append(("disconnect",))
-        self.service.is_open = False
+        self.is_connected = False
 
     async def close(self) -> None:
         self.calls.append(("close",))
 
     def give_up_waiting(self) -> None:
-        self.control.give_up.set()
+        self.gave_up.set()
+
+    def pool_stats(self) -> dict[str, int]:
+        return {}
 
     async def schema_state(self) -> SchemaState:
         return SchemaState(None, "4")
