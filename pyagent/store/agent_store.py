@@ -324,7 +324,9 @@ class AgentStore:
             for (job_id,) in await self.service.rows(statement("zombie_jobs"), {"pid": pid}):
                 zone = await self._job_zone(int(job_id))
                 if zone is not None and session_zone is None:
-                    ((session_zone,),) = await self.service.rows(statement("session_timezone"))
+                    ((_now, session_zone),) = await self.service.rows(
+                        statement("read_session_clock")
+                    )
 
                 async def release(
                     next_run: datetime | str | None,
@@ -577,7 +579,7 @@ class AgentStore:
         from pyagent import schedule
 
         async with self.bookkeeping.pool.connection() as conn:
-            now, tzname = await _one(conn, statement("session_clock"))
+            now, tzname = await _one(conn, statement("read_session_clock"))
             rows = await _all(conn, statement("job_schedules"), {"job_id": job_id})
             exc_rows = await _all(
                 conn, statement("schedule_exceptions"), {"schedule_ids": [r[0] for r in rows]}

@@ -280,7 +280,8 @@ class Catalog:
     def session_info(self) -> SessionInfo:
         row = self._one("session_info")
         assert row is not None
-        return SessionInfo(str(row[0]), row[1])
+        now, timezone = row
+        return SessionInfo(str(timezone), now)
 
     def jobs(self, jobids: Sequence[int] | None = None) -> list[JobRecord]:
         """Jobs by name (all of them, or those with these ids)."""

@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 
-from pyagent.store.agent_store import statement as agent_statement
 from pyagent.store.sqlfile import load_blocks
 
 Conn = psycopg.AsyncConnection[Any]
@@ -57,11 +56,9 @@ async def _release_failed_run(
             raise _NotClaimed
         kept = row[0] != claimed_nextrun
         if timezone is not None:
-            # The job's own zone, for the schema's next-run trigger (as in finish_run).
-            await conn.execute(agent_statement("set_local_timezone"), {"zone": timezone})
-        # The ordinary close and release of agent.sql; only what follows is job control's.
-        await conn.execute(agent_statement("finish_joblog"), {"jlgid": jlgid, "status": status})
-        await conn.execute(agent_statement("release_job"), {**params, "next_run": None})
+            await conn.execute(statement("set_local_timezone"), {"zone": timezone})
+        await conn.execute(statement("finish_joblog"), {"jlgid": jlgid, "status": status})
+        await conn.execute(statement("release_job"), {**params, "next_run": None})
         cur = await conn.execute(statement("failure_streak"), {"job_id": job_id, "jlgid": jlgid})
         streak_row = await cur.fetchone()
         assert streak_row is not None
