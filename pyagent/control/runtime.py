@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
-from pyagent.store import control as store
 from pyagent.store.agent_store import AgentStore
 from pyagent.store.connections import TRANSIENT_ERRORS
 
@@ -132,12 +131,11 @@ class JobControl:
                 await _wait_any(CANCEL_CHECK_INTERVAL * 5, self._started, self.stop)
                 continue
             try:
-                async with self.store.bookkeeping.pool.connection() as conn:
-                    found = await store.cancelled_runs(conn, running, [self._pid()])
+                found = await self.store.job_control.cancelled_runs(running, self._pid())
             except TRANSIENT_ERRORS:
                 found = []
-            for job_id, jlgid, message in found:
-                self._cancel(job_id, jlgid, message)
+            for mark in found:
+                self._cancel(mark.job_id, mark.jlgid, mark.message)
             await _wait_any(CANCEL_CHECK_INTERVAL, self.stop)
 
     def _cancel(self, job_id: int, jlgid: int, message: str | None) -> None:
@@ -180,11 +178,10 @@ class JobControl:
         if jlgid is None:
             return
         try:
-            async with self.store.bookkeeping.pool.connection() as conn:
-                if tracked.cancel_message is not None:
-                    await store.close_cancelled_steps(conn, jlgid, tracked.cancel_message)
-                if self.alerts is not None:
-                    await self._report(conn, tracked, jlgid)
+            if tracked.cancel_message is not None:
+                await self.store.job_control.close_cancelled_steps(jlgid, tracked.cancel_message)
+            if self.alerts is not None:
+                await self._report(tracked, jlgid)
         except Exception as exc:  # never let after-run work disturb the agent
             self.log.warning(
                 f"Job {job_id}: could not finish the after-run work of run {jlgid}: {exc!r}",
@@ -192,7 +189,7 @@ class JobControl:
                 jlgid=jlgid,
             )
 
-    async def _report(self, conn: store.Conn, tracked: _Tracked, jlgid: int) -> None:
+    async def _report(self, tracked: _Tracked, jlgid: int) -> None:
         from pyagent.control.alerts import OUTPUT_CHARS, RetryNote, alert_event, build_alert
 
         assert self.alerts is not None
@@ -200,7 +197,7 @@ class JobControl:
         policy = run.control.alert if run.control is not None else "failure"
         if policy == "never":
             return
-        report = await store.run_report(conn, jlgid, OUTPUT_CHARS)
+        report = await self.store.job_control.run_report(jlgid, OUTPUT_CHARS)
         if report is None or report.status == "r":
             return
         event = alert_event(report.status, report.previous_status, policy)
@@ -237,11 +234,8 @@ class JobControl:
                 await _wait_any(CANCEL_CHECK_INTERVAL, self.stop)
                 continue
             self._history_stale.clear()
-            try:
-                async with self.store.bookkeeping.pool.connection() as conn:
-                    self.metrics.history.snapshot = await store.job_run_history(conn)
-            except TRANSIENT_ERRORS:
-                pass
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                self.metrics.history.snapshot = await self.store.job_control.job_run_history()
             await _wait_any(CANCEL_CHECK_INTERVAL, self.stop)
             await _wait_any(HISTORY_REFRESH, self._history_stale, self.stop)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 import click
 import psycopg
@@ -17,7 +17,7 @@ from psycopg import errors as pgerrors
 from pyagent import conninfo as ci
 from pyagent.jobs.render import quoted
 from pyagent.safetext import safe_text
-from pyagent.store.catalog import Catalog, JobRecord
+from pyagent.store.catalog import Catalog, JobRecord, connect_catalog
 
 # Exit statuses of the jobs commands (README "pyagent jobs", docs/jobs.md).
 EXIT_OK = 0
@@ -98,21 +98,13 @@ def connect(conninfo: str | None) -> Iterator[Catalog]:
         ci.parse(text)
     except ci.ConninfoError as exc:
         raise JobsError(f"invalid connection string: {ci.mask_text(str(exc))}", 2) from None
-    # No server-side prepared statements (psycopg prepares a statement run 5 times, as
-    # `run --wait` polls): through a transaction pooler (PgBouncer) they would land on
-    # another client's server connection. A short-lived command gains nothing from them.
-    params: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-    if "application_name" not in ci.parse(text):
-        params["application_name"] = APPLICATION_NAME
     try:
-        conn = psycopg.connect(text, **params)
+        catalog = connect_catalog(text, APPLICATION_NAME)
     except psycopg.Error as exc:
         where = ci.mask_conninfo(text) if text else "PG* environment / defaults"
         raise JobsError(f"cannot connect to the database ({where}): {one_line(exc)}") from None
-    try:
-        yield Catalog(conn)
-    finally:
-        conn.close()
+    with catalog:
+        yield catalog
 
 
 @dataclass(frozen=True)

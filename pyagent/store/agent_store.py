@@ -25,6 +25,7 @@ from pyagent.store.connections import (
     ServiceConnection,
     is_transient,
 )
+from pyagent.store.jobcontrol import JobControlStore
 from pyagent.store.records import (
     Author,
     AuthorshipFacts,
@@ -79,13 +80,16 @@ def _never_if_none(next_run: datetime | None) -> datetime | str:
 
 
 class AgentStore:
-    """The service connection, the bookkeeping pool, and the agent's bookkeeping."""
+    """The service connection, the bookkeeping pool, and the agent's bookkeeping (and
+    job control's, as `job_control`)."""
 
     def __init__(
         self, conninfo: str, *, pool_size: int, application_name: str, connect_timeout: float
     ) -> None:
         self.service = ServiceConnection(conninfo, application_name, connect_timeout)
         self.bookkeeping = BookkeepingPool(conninfo, pool_size, application_name)
+        # Job control's reads and writes (retries, cancel, alerts), on the same pool.
+        self.job_control = JobControlStore(self.bookkeeping)
         # The backend pid of the service session, once registered: the agent's identity.
         self.pid: int | None = None
         # --step-rights author: the trusted roles; start_run then also reads each step's
@@ -578,7 +582,7 @@ class AgentStore:
         (else the session's), and its schedules in words."""
         from pyagent import schedule
 
-        async with self.bookkeeping.pool.connection() as conn:
+        async with self.bookkeeping.connection() as conn:
             now, tzname = await _one(conn, statement("read_session_clock"))
             rows = await _all(conn, statement("job_schedules"), {"job_id": job_id})
             exc_rows = await _all(

@@ -195,7 +195,7 @@ class BookkeepingPool:
         # min_size=0: no connection (and no SET) before that proof.
         kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 3}
         kwargs.update(connection_kwargs(conninfo, application_name))
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             conninfo,
             min_size=0,
             max_size=size,
@@ -211,27 +211,31 @@ class BookkeepingPool:
         self.give_up = asyncio.Event()
 
     async def open(self) -> None:
-        await self.pool.open(wait=False)
+        await self._pool.open(wait=False)
 
     async def close(self) -> None:
-        await self.pool.close(timeout=5)
+        await self._pool.close(timeout=5)
 
     def stats(self) -> dict[str, int]:
-        return dict(self.pool.get_stats())
+        return dict(self._pool.get_stats())
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Row]]:
+        """One of the pool's connections, for a transaction of several statements."""
+        return self._pool.connection()
 
     async def rows(self, sql: str, params: Params = None) -> list[Row]:
-        async with self.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return [tuple(r) for r in await cur.fetchall()] if cur.description else []
 
     async def count(self, sql: str, params: Params = None) -> int:
-        async with self.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return int(cur.rowcount)
 
     async def count_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> int:
         """Run statements in one transaction on one connection; the last one's row count."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.transaction():
             return await _run_all(conn, statements)
 
     async def retrying(

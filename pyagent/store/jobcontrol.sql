@@ -1,5 +1,6 @@
--- Job control statements (retries, cancel, alerts, run-history metrics), as named blocks.
--- Parameters use psycopg's %(name)s placeholders; values are always bound, never pasted.
+-- Job control's statements (retries, cancel, alerts, run-history metrics), as named blocks
+-- (pyagent.store.jobcontrol). Parameters use psycopg's %(name)s placeholders; values are
+-- always bound, never pasted.
 -- Nothing here writes a user-visible column of pga_job (name, comment, ...): a retry only
 -- moves jobnextrun, exactly as pgAdmin's "Run now" does.
 
