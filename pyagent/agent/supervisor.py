@@ -29,7 +29,7 @@ from pyagent.agent.sessionzone import session_zone_line
 from pyagent.agent.signals import SignalHandler
 from pyagent.agent.state import AgentState, Wakeups
 from pyagent.backoff import Backoff
-from pyagent.control.runtime import JobControl
+from pyagent.control.jobcontrol import JobControl
 from pyagent.liveness import Sighting, Verdict
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
