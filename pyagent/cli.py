@@ -14,6 +14,7 @@ import click
 from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
+from pyagent.dboption import database_named, db_option, given_on_command_line, looks_like_conninfo
 from pyagent.envconfig import ALERT_WEBHOOK_VAR, STEP_CONNINFO_VAR
 from pyagent.liveness import MAX_LEASE, MIN_LEASE
 from pyagent.settings import DEFAULTS, ControlSettings, Settings
@@ -359,7 +360,7 @@ def _run_conninfo(connect_string: tuple[str, ...]) -> str:
         conninfo = hidden if hidden is not None else from_argv or envconfig.conninfo_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if not conninfo and not any(k.startswith("PG") for k in os.environ):
+    if not database_named(conninfo):
         raise click.UsageError("a connection string is required (or set PYAGENT_CONNINFO)")
     try:
         ci.parse(conninfo)
@@ -566,7 +567,26 @@ def demo_command(seconds: float) -> None:
 
 @main_group.group("schema")
 def schema_group() -> None:
-    """Install, check or print the pgagent schema."""
+    """Install, check or print the pgagent schema.
+
+    The database: -d/--db CONNINFO, else PYAGENT_CONNINFO, else libpq's PG* variables
+    and ~/.pgpass, as for `pyagent jobs`; or a connection string as the first argument
+    (DSN).
+    """
+
+
+def _schema_database(ctx: click.Context, conninfo: str | None, dsn: str | None) -> str:
+    """The database a schema command works on: DSN, -d/--db, PYAGENT_CONNINFO, or the
+    PG* variables (one of them must say something)."""
+    if dsn is not None and given_on_command_line(ctx):
+        raise click.UsageError("give the database once: DSN or -d/--db")
+    chosen = dsn if dsn is not None else conninfo or ""
+    if not database_named(chosen):
+        raise click.UsageError(
+            "which database? Give -d/--db CONNINFO (or DSN), or set PYAGENT_CONNINFO or "
+            "libpq's PG* variables"
+        )
+    return chosen
 
 
 @schema_group.command("install")
@@ -578,13 +598,18 @@ def schema_group() -> None:
     help="Also add pyagent's optional extras: the Run-now notify trigger, a due-jobs index, "
     "per-job time zones (@TIMEZONE) honoured by the schema's triggers.",
 )
-@click.argument("dsn")
-def schema_install(dsn: str, with_notify: bool) -> None:
-    """Create the pgagent schema (version 4) in the database DSN, in one transaction."""
+@db_option
+@click.argument("dsn", required=False)
+@click.pass_context
+def schema_install(
+    ctx: click.Context, conninfo: str | None, dsn: str | None, with_notify: bool
+) -> None:
+    """Create the pgagent schema (version 4) in the database, in one transaction."""
     from pyagent import schema
 
+    database = _schema_database(ctx, conninfo, dsn)
     try:
-        schema.install(dsn, with_notify=with_notify)
+        schema.install(database, with_notify=with_notify)
     except schema.SchemaExists as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:
@@ -601,15 +626,18 @@ CHECK_CANNOT_CONNECT = 3  # 2 is click's status for bad arguments
 
 
 @schema_group.command("check")
-@click.argument("dsn")
-def schema_check(dsn: str) -> None:
-    """Report whether the pgagent schema in DSN is usable by the agent, with the GRANT
-    statements for missing privileges. Exit 0: usable; 1: problems found; 2: bad
+@db_option
+@click.argument("dsn", required=False)
+@click.pass_context
+def schema_check(ctx: click.Context, conninfo: str | None, dsn: str | None) -> None:
+    """Report whether the pgagent schema in the database is usable by the agent, with the
+    GRANT statements for missing privileges. Exit 0: usable; 1: problems found; 2: bad
     arguments; 3: could not connect or run the check."""
     from pyagent import schema
 
+    database = _schema_database(ctx, conninfo, dsn)
     try:
-        report = schema.check(dsn)
+        report = schema.check(database)
     except Exception as exc:
         click.echo(f"cannot check: {_explain(exc)}", err=True)
         sys.exit(CHECK_CANNOT_CONNECT)
@@ -640,18 +668,29 @@ def schema_sql(with_notify: bool) -> None:
     help="How long pyagent.change_log keeps its entries (default 365 on the first run; "
     "later runs keep the current value unless this is given).",
 )
-@click.argument("dsn")
-def schema_add_notify(dsn: str, change_log_retention: float | None = None) -> None:
+@db_option
+@click.argument("dsn", required=False)
+@click.pass_context
+def schema_add_extras(
+    ctx: click.Context,
+    conninfo: str | None,
+    dsn: str | None,
+    change_log_retention: float | None = None,
+) -> None:
     """Add pyagent's optional extras to an existing schema (ours or the extension's): the
     Run-now notify trigger, an index on due jobs, a trigger that computes the next run of
     a job with @TIMEZONE=...; in that zone whoever edits it, and the authorship records
     (who last changed each job and step, and a change log; docs/security.md). Run it as the
     owner of the pgagent tables. Safe to run again."""
+    _add_extras(_schema_database(ctx, conninfo, dsn), change_log_retention)
+
+
+def _add_extras(database: str, change_log_retention: float | None) -> None:
     from pyagent import extras
 
     try:
-        added = extras.add_notify_trigger(dsn)
-        recorded = extras.add_authorship(dsn, change_log_days=change_log_retention)
+        added = extras.add_notify_trigger(database)
+        recorded = extras.add_authorship(database, change_log_days=change_log_retention)
     except Exception as exc:
         raise click.ClickException(_clean(exc)) from exc
     click.echo("pyagent extras added" if added else "pyagent extras already present (refreshed)")
@@ -663,29 +702,42 @@ def schema_add_notify(dsn: str, change_log_retention: float | None = None) -> No
 
 
 @schema_group.command("add-notify", hidden=True)
-@click.argument("dsn")
+@db_option
+@click.argument("dsn", required=False)
 @click.pass_context
-def schema_add_notify_old_name(ctx: click.Context, dsn: str) -> None:
+def schema_add_notify_old_name(ctx: click.Context, conninfo: str | None, dsn: str | None) -> None:
     """The earlier name of add-extras (hidden; kept so existing scripts work)."""
-    ctx.invoke(schema_add_notify, dsn=dsn)
+    _add_extras(_schema_database(ctx, conninfo, dsn), None)
 
 
 @schema_group.command("grant-editor")
 @click.option(
     "--dry-run", is_flag=True, help="Print the GRANT statements and the risks; change nothing."
 )
-@click.argument("dsn")
-@click.argument("roles", nargs=-1, required=True, metavar="ROLE...")
-def schema_grant_editor(dsn: str, roles: tuple[str, ...], dry_run: bool) -> None:
+@db_option
+@click.argument("args", nargs=-1, required=True, metavar="[DSN] ROLE...")
+@click.pass_context
+def schema_grant_editor(
+    ctx: click.Context, conninfo: str | None, args: tuple[str, ...], dry_run: bool
+) -> None:
     """Let each ROLE create, edit, run and delete jobs in pgAdmin's dialogs (and with
     `pyagent jobs`), and nothing that could forge authorship (docs/security.md). Warns
-    about what a role holds already that would let it forge authorship (exit 1)."""
+    about what a role holds already that would let it forge authorship (exit 1).
+
+    Without -d/--db, a first argument that is a connection string (key=value ... or a
+    postgresql:// URI) names the database (DSN); with it, every argument is a role."""
     from pyagent.schema import editor
 
+    dsn, roles = None, args
+    if not given_on_command_line(ctx) and looks_like_conninfo(args[0]):
+        dsn, roles = args[0], args[1:]
+    if not roles:
+        raise click.UsageError("Missing argument 'ROLE...'.")
+    database = _schema_database(ctx, conninfo, dsn)
     risky = False
     for role in roles:
         try:
-            grant = editor.grant_editor(dsn, role, dry_run=dry_run)
+            grant = editor.grant_editor(database, role, dry_run=dry_run)
         except editor.UnknownRole as exc:
             raise click.ClickException(str(exc)) from exc
         except Exception as exc:
