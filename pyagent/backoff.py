@@ -1,4 +1,4 @@
-"""Exponential backoff with jitter, for every "try again later" in pyagent.
+"""Exponential backoff with jitter, for every reconnect and every retry through an outage.
 
 Jitter keeps several agents that lost the same database from retrying in lock-step when it
 comes back."""

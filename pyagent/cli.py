@@ -1,5 +1,6 @@
 """Command line: `pyagent [options] <connect-string>` (pgagent's syntax), `pyagent run`,
-and the `schema` commands. Only parses and delegates; the core never imports this."""
+and the command table (`schema` is pyagent.schema.cli, `jobs` pyagent.jobs.cli). Only parses
+and delegates; the core never imports this."""
 
 from __future__ import annotations
 
@@ -14,17 +15,16 @@ import click
 from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
+from pyagent.dboption import database_named
 from pyagent.envconfig import ALERT_WEBHOOK_VAR, STEP_CONNINFO_VAR
 from pyagent.exitcodes import (
-    CHECK_CANNOT_CONNECT,
-    CHECK_OK,
-    CHECK_PROBLEMS,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
 )
 from pyagent.liveness import MAX_LEASE, MIN_LEASE
-from pyagent.settings import DEFAULTS
+from pyagent.schema.cli import schema_group
+from pyagent.settings import DEFAULTS, ControlSettings, Settings
 
 COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
 # Set by the re-exec that hides a password from the process's argument list.
@@ -115,7 +115,9 @@ class _RoleNames(click.ParamType):  # type: ignore[type-arg]
     name = "role"
     envvar_list_splitter = ","
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, ...]:
         names = [part.strip() for part in str(value).split(",")]
         if not all(names):
             self.fail(f"an empty role name in {value!r}", param, ctx)
@@ -365,7 +367,7 @@ def _run_conninfo(connect_string: tuple[str, ...]) -> str:
         conninfo = hidden if hidden is not None else from_argv or envconfig.conninfo_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if not conninfo and not any(k.startswith("PG") for k in os.environ):
+    if not database_named(conninfo):
         raise click.UsageError("a connection string is required (or set PYAGENT_CONNINFO)")
     try:
         ci.parse(conninfo)
@@ -397,10 +399,8 @@ def _step_conninfo(given: str | None) -> str | None:
     return value
 
 
-def _run_settings(conninfo: str, options: dict[str, Any], control: Any) -> Any:
+def _run_settings(conninfo: str, options: dict[str, Any], control: ControlSettings) -> Settings:
     """`pyagent run`'s options as the agent's Settings."""
-    from pyagent.settings import Settings
-
     station = options["station"]
     if options["trusted_roles"] and options["step_rights"] != "author":
         click.echo(
@@ -515,7 +515,7 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-def _start(settings: Any, foreground: bool) -> None:
+def _start(settings: Settings, foreground: bool) -> None:
     from pyagent import logsetup as plog
     from pyagent.agent import run_agent
 
@@ -572,153 +572,7 @@ def demo_command(seconds: float) -> None:
     run_demo(seconds)
 
 
-@main_group.group("schema")
-def schema_group() -> None:
-    """Install, check or print the pgagent schema."""
-
-
-@schema_group.command("install")
-@click.option(
-    "--with-extras",
-    "--with-notify",
-    "with_notify",
-    is_flag=True,
-    help="Also add pyagent's optional extras: the Run-now notify trigger, a due-jobs index, "
-    "per-job time zones (@TIMEZONE) honoured by the schema's triggers.",
-)
-@click.argument("dsn")
-def schema_install(dsn: str, with_notify: bool) -> None:
-    """Create the pgagent schema (version 4) in the database DSN, in one transaction."""
-    from pyagent import schema
-
-    try:
-        schema.install(dsn, with_notify=with_notify)
-    except schema.SchemaExists as exc:
-        raise click.ClickException(str(exc)) from exc
-    except Exception as exc:
-        raise click.ClickException(f"install failed, nothing was changed: {_explain(exc)}") from exc
-    click.echo(
-        "pgagent schema version 4 installed" + (" with pyagent's extras" if with_notify else "")
-    )
-
-
-@schema_group.command("check")
-@click.argument("dsn")
-def schema_check(dsn: str) -> None:
-    """Report whether the pgagent schema in DSN is usable by the agent, with the GRANT
-    statements for missing privileges. Exit 0: usable; 1: problems found; 2: bad
-    arguments; 3: could not connect or run the check."""
-    from pyagent import schema
-
-    try:
-        report = schema.check(dsn)
-    except Exception as exc:
-        click.echo(f"cannot check: {_explain(exc)}", err=True)
-        sys.exit(CHECK_CANNOT_CONNECT)
-    click.echo(report.render())
-    sys.exit(CHECK_OK if report.ok else CHECK_PROBLEMS)
-
-
-@schema_group.command("sql")
-@click.option(
-    "--with-extras",
-    "--with-notify",
-    "with_notify",
-    is_flag=True,
-    help="Include pyagent's optional extras (notify trigger, due-jobs index, time-zone trigger).",
-)
-def schema_sql(with_notify: bool) -> None:
-    """Print the SQL that creates the schema, for a DBA to review and run with psql."""
-    from pyagent import resources
-
-    click.echo(resources.install_script(with_notify=with_notify), nl=False)
-
-
-@schema_group.command("add-extras")
-@click.option(
-    "--change-log-retention",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="DAYS",
-    help="How long pyagent.change_log keeps its entries (default 365 on the first run; "
-    "later runs keep the current value unless this is given).",
-)
-@click.argument("dsn")
-def schema_add_notify(dsn: str, change_log_retention: float | None = None) -> None:
-    """Add pyagent's optional extras to an existing schema (ours or the extension's): the
-    Run-now notify trigger, an index on due jobs, a trigger that computes the next run of
-    a job with @TIMEZONE=...; in that zone whoever edits it, and the authorship records
-    (who last changed each job and step, and a change log; docs/security.md). Run it as the
-    owner of the pgagent tables. Safe to run again."""
-    from pyagent import extras
-
-    try:
-        added = extras.add_notify_trigger(dsn)
-        recorded = extras.add_authorship(dsn, change_log_days=change_log_retention)
-    except Exception as exc:
-        raise click.ClickException(_clean(exc)) from exc
-    click.echo("pyagent extras added" if added else "pyagent extras already present (refreshed)")
-    click.echo(
-        "authorship is recorded from now on (schema pyagent; see docs/security.md)"
-        if recorded
-        else "authorship records already present (refreshed)"
-    )
-
-
-@schema_group.command("add-notify", hidden=True)
-@click.argument("dsn")
-@click.pass_context
-def schema_add_notify_old_name(ctx: click.Context, dsn: str) -> None:
-    """The earlier name of add-extras (hidden; kept so existing scripts work)."""
-    ctx.invoke(schema_add_notify, dsn=dsn)
-
-
-@schema_group.command("grant-editor")
-@click.option(
-    "--dry-run", is_flag=True, help="Print the GRANT statements and the risks; change nothing."
-)
-@click.argument("dsn")
-@click.argument("roles", nargs=-1, required=True, metavar="ROLE...")
-def schema_grant_editor(dsn: str, roles: tuple[str, ...], dry_run: bool) -> None:
-    """Let each ROLE create, edit, run and delete jobs in pgAdmin's dialogs (and with
-    `pyagent jobs`), and nothing that could forge authorship (docs/security.md). Warns
-    about what a role holds already that would let it forge authorship (exit 1)."""
-    from pyagent.schema import editor
-
-    risky = False
-    for role in roles:
-        try:
-            grant = editor.grant_editor(dsn, role, dry_run=dry_run)
-        except editor.UnknownRole as exc:
-            raise click.ClickException(str(exc)) from exc
-        except Exception as exc:
-            raise click.ClickException(f"nothing was granted: {_clean(exc)}") from exc
-        for statement in grant.statements:
-            click.echo(statement)
-        shown = editor.shown_role(role)
-        click.echo(f"-- {shown}: " + ("granted" if grant.applied else "dry run, nothing granted"))
-        for risk in grant.risks:
-            risky = True
-            click.echo(
-                f"pyagent: warning: {shown} {risk}: it could forge or erase authorship",
-                err=True,
-            )
-    if risky:
-        sys.exit(EXIT_FAILED)
-
-
-def _clean(exc: BaseException) -> str:
-    return ci.mask_text(str(exc).strip().replace("\n", " "))
-
-
-def _explain(exc: BaseException) -> str:
-    """A database error as one line with its cause and fix (pyagent.diagnose)."""
-    import psycopg
-
-    if not isinstance(exc, psycopg.Error):
-        return _clean(exc)
-    from pyagent import diagnose
-
-    return diagnose.describe(exc).text()
+main_group.add_command(schema_group)
 
 
 def _unknown_command_message(word: str) -> str | None:

@@ -6,8 +6,8 @@ every run it was still executing. pyagent judges by a lease instead:
 
 * Every pyagent agent renews its lease: its poll writes `pga_jobagent.jaglogintime = now()`
   (for a pyagent row the column means "last renewed"). When the poll is late (a backlog,
-  a lost service connection) the lease keeper renews through the control pool instead, so a
-  service connection that disappears does not stop the renewals.
+  a lost service connection) the lease keeper renews through the bookkeeping pool instead,
+  so a service connection that disappears does not stop the renewals.
 * Its service session holds a shared advisory lock (class ADVERT_CLASS) whose key carries
   its lease terms: other agents read from it that the session is a pyagent agent's, and
   which terms to judge it by (cached, for when the session is gone).
@@ -40,7 +40,7 @@ from datetime import datetime
 ADVERT_CLASS = 0x70796167
 # An agent stops its runs this long before another agent may judge it dead.
 FENCE_MARGIN = 0.75
-# The lease keeper renews through the control pool when the poll is this late.
+# The lease keeper renews through the bookkeeping pool when the poll is this late.
 RENEW_SLACK = 0.5
 # The shortest and longest lease an agent may take (the advert packs it in 15 bits).
 MIN_LEASE = 5.0

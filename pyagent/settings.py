@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from pyagent.conninfo import mask_conninfo
 from pyagent.liveness import LeaseTerms, lease_terms
@@ -15,10 +15,8 @@ BatchEnv = Literal["inherit", "clean"]
 # (docs/security.md).
 StepRights = Literal["agent", "author"]
 
-# pgAgent's -l values.
+# pgAgent's -l value for ERROR, the default (1 = WARNING, 2 = DEBUG: pyagent.logsetup).
 LOG_ERROR = 0
-LOG_WARNING = 1
-LOG_DEBUG = 2
 
 
 def default_station() -> str:
@@ -64,7 +62,8 @@ class Settings:
     station: str = field(default_factory=default_station)
     max_jobs: int = 16
     max_connections_per_target: int = 8
-    control_pool_size: int = 4
+    # Connections of the bookkeeping pool (runs' log rows and releases, job control).
+    bookkeeping_pool_size: int = 4
     connect_timeout: float = 10.0
     grace_period: float = 25.0
     listen: bool = True
@@ -106,15 +105,6 @@ class Settings:
         return mask_conninfo(self.conninfo)
 
 
-class _Defaults:
-    """Settings' defaults by field name (DEFAULTS.poll_interval), for the CLI's options:
-    every default is written once, in Settings."""
-
-    def __getattr__(self, name: str) -> Any:
-        default = {f.name: f.default for f in fields(Settings)}.get(name, MISSING)
-        if default is MISSING:
-            raise AttributeError(f"Settings has no plain default for {name!r}")
-        return default
-
-
-DEFAULTS: Any = _Defaults()
+# Settings' defaults by field name (DEFAULTS.poll_interval), for the CLI's options and the
+# management commands: every default is written once, in Settings.
+DEFAULTS: Final = Settings(conninfo="")

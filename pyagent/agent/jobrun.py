@@ -295,7 +295,7 @@ class JobRun:
             # A failed run of a job with retries is released by release_with_retries, which
             # may bring the next run forward; None: it did not apply, release the usual way.
             self.retry = await release_with_retries(
-                store,
+                store.job_control,
                 self.claim,
                 self.jlgid,
                 self.status,

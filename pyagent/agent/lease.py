@@ -86,7 +86,7 @@ class Lease:
 
 
 class LeaseKeeper:
-    """A side task: renews the lease through the control pool when the poll is late, and
+    """A side task: renews the lease through the bookkeeping pool when the poll is late, and
     fences (stops every running job) when no renewal got through for too long."""
 
     def __init__(
@@ -145,10 +145,10 @@ class LeaseKeeper:
             await _wait(KEEPER_TICK, self.stop)
 
     async def _renew(self, budget: float) -> bool:
-        """One renewal through the control pool; False when it did not get through in time.
-        A renewal that hangs (a stalled network) is left to end in the background: waiting
-        for its cancellation (psycopg cancels the query on the server first) could outlast
-        the fence."""
+        """One renewal through the bookkeeping pool; False when it did not get through in
+        time. A renewal that hangs (a stalled network) is left to end in the background:
+        waiting for its cancellation (psycopg cancels the query on the server first) could
+        outlast the fence."""
         lease = self.lease
         async with lease.lock:
             pid = lease.pid

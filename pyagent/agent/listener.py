@@ -1,21 +1,16 @@
 """LISTEN for "a job may be due" notifications from pyagent's optional trigger, and wake
-the poll loop for each batch of them."""
+the poll loop for each batch of them (the connection is pyagent.store.notifications')."""
 
 from __future__ import annotations
 
 import asyncio
 
-import psycopg
-from psycopg import pq
-
 from pyagent.agent.state import AgentState, Wakeups
 from pyagent.backoff import Backoff
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
-from pyagent.store import session_check
-from pyagent.store.connections import TRANSIENT_ERRORS, Row, connection_kwargs
-
-NOTIFY_CHANNEL = "pyagent_jobs"
+from pyagent.store.connections import TRANSIENT_ERRORS
+from pyagent.store.notifications import NotifySession
 
 
 class Listener:
@@ -38,31 +33,27 @@ class Listener:
             if not (wanted and self.state.registered and self.state.has_notify_trigger):
                 await self.wakeups.wait(s.poll_interval, self.wakeups.wake)
                 continue
+            session = NotifySession(s.conninfo, f"{s.application_name} listener")
             try:
-                conn = await self._connect("listener")
+                await session.open()
             except TRANSIENT_ERRORS:
                 await self.wakeups.sleep(backoff.next_delay())
                 continue
             backoff.reset()
             try:
-                async with conn:
-                    if not await self._is_session(conn):
+                async with session:
+                    if not await self._is_session(session):
                         continue
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    await session.listen()
                     self.wakeups.wake.set()  # anything sent while we were not listening
-                    await self._relay(conn)
+                    await self._relay(session)
             except TRANSIENT_ERRORS:
                 await self.wakeups.sleep(backoff.next_delay())
 
-    async def _connect(self, purpose: str) -> psycopg.AsyncConnection[Row]:
-        s = self.settings
-        kwargs = connection_kwargs(s.conninfo, f"{s.application_name} {purpose}")
-        return await psycopg.AsyncConnection.connect(s.conninfo, autocommit=True, **kwargs)
-
-    async def _is_session(self, conn: psycopg.AsyncConnection[Row]) -> bool:
-        """A notification reaches only the session that listens: through a transaction
-        pooler nobody would hear it. Then say so once and leave the waking to polling."""
-        facts = await session_check.examine(conn, lambda: self._connect("listener session check"))
+    async def _is_session(self, session: NotifySession) -> bool:
+        """Through a transaction pooler nobody would hear a notification: then say so once
+        and leave the waking to polling."""
+        facts = await session.session_facts()
         if facts.is_session:
             return True
         self.pooled = True
@@ -74,26 +65,14 @@ class Listener:
         )
         return False
 
-    async def _relay(self, conn: psycopg.AsyncConnection[Row]) -> None:
-        """The socket is watched by the event loop, so an idle agent does not wake up at
-        all between notifications."""
-        loop = asyncio.get_running_loop()
+    async def _relay(self, session: NotifySession) -> None:
         readable = asyncio.Event()
-        fd = conn.pgconn.socket
-        loop.add_reader(fd, readable.set)
-        try:
+        with session.watch(readable.set):
             while not self.wakeups.stop.is_set():
                 await self.wakeups.wait(3600.0, readable)
                 if not readable.is_set():
                     continue
                 readable.clear()
-                conn.pgconn.consume_input()  # raises OperationalError when the link is gone
-                got = False
-                while conn.pgconn.notifies() is not None:
-                    got = True
-                if got:
+                if session.received():
                     self.wakeups.wake.set()
-                if conn.pgconn.status != pq.ConnStatus.OK:
-                    raise psycopg.OperationalError("the listening connection was lost")
-        finally:
-            loop.remove_reader(fd)
+                session.ensure_open()

@@ -131,10 +131,11 @@ class Reporter:
             "pool_connections_opened_total": pools["opened"],
         }
         with contextlib.suppress(Exception):
-            control = self.store.control.stats()
-            state["control_pool_size"] = control.get("pool_size", 0)
-            state["control_pool_available"] = control.get("pool_available", 0)
-            state["requests_waiting"] = control.get("requests_waiting", 0)
+            # The bookkeeping pool; its metrics keep their first name (control_pool_*).
+            bookkeeping = self.store.pool_stats()
+            state["control_pool_size"] = bookkeeping.get("pool_size", 0)
+            state["control_pool_available"] = bookkeeping.get("pool_available", 0)
+            state["requests_waiting"] = bookkeeping.get("requests_waiting", 0)
         return state
 
     async def start_health_server(self) -> None:

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from pyagent import diagnose
@@ -28,7 +29,7 @@ from pyagent.agent.sessionzone import session_zone_line
 from pyagent.agent.signals import SignalHandler
 from pyagent.agent.state import AgentState, Wakeups
 from pyagent.backoff import Backoff
-from pyagent.control.runtime import JobControl
+from pyagent.control.jobcontrol import JobControl
 from pyagent.liveness import Sighting, Verdict
 from pyagent.logsetup import get_logger
 from pyagent.settings import Settings
@@ -77,7 +78,7 @@ class Agent:
         self.log = get_logger()
         self.store = store or AgentStore(
             settings.conninfo,
-            pool_size=settings.control_pool_size,
+            pool_size=settings.bookkeeping_pool_size,
             application_name=settings.application_name,
             connect_timeout=settings.connect_timeout,
         )
@@ -321,8 +322,8 @@ class Agent:
         self.log.warning(line, always=True)
 
     async def _reuse_or_clear_stale_row(
-        self, old_pid: int | None, old_value: Any
-    ) -> tuple[int, Any]:
+        self, old_pid: int | None, old_value: datetime | None
+    ) -> tuple[int, datetime]:
         """A row already holds this session's pid. Our own old row (same pid again after a
         reconnect) is kept; a row whose lease ran out is cleared as a dead agent's; a row
         still within its lease may belong to an agent that renews through other
@@ -615,7 +616,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await self.control.close()  # after-run work, queued alerts
         self.store.give_up_waiting()
-        if self.store.service.is_open and self.state.pid is not None:
+        if self.store.is_connected and self.state.pid is not None:
             with contextlib.suppress(Exception):
                 await self.store.unregister(self.state.pid)
         await self._disconnect()

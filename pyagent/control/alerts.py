@@ -35,7 +35,7 @@ from urllib.parse import SplitResult, unquote, unquote_to_bytes, urljoin, urlspl
 from pyagent.duration import format_duration, rounded
 from pyagent.logsetup import get_logger
 from pyagent.safetext import safe_text
-from pyagent.store.control import RunReport
+from pyagent.store.jobcontrol import RunReport
 
 if TYPE_CHECKING:
     import urllib.request

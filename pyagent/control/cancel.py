@@ -19,11 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import psycopg
-
 from pyagent.exitcodes import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK
 from pyagent.safetext import safe_text
-from pyagent.store import control as store
+from pyagent.store.catalog import connect_catalog
 
 CancelState = Literal["cancelled", "not-running", "unknown-job", "ambiguous"]
 
@@ -62,13 +60,9 @@ def request_cancel(
 ) -> CancelResult:
     """Cancel JOB's current run (JOB: a job id, or an exact job name). With `wait` > 0,
     also wait that long for the running agent to let go of the run."""
-    with psycopg.connect(
-        conninfo,
-        autocommit=True,
-        prepare_threshold=None,  # usable through a transaction pooler (see jobs.connection)
-        application_name="pyagent jobs cancel",
-    ) as conn:
-        matches = store.find_jobs(conn, job)
+    with connect_catalog(conninfo, application_name="pyagent jobs cancel") as catalog:
+        requests = catalog.cancel_requests
+        matches = requests.find_jobs(job)
         if not matches:
             return CancelResult("unknown-job", f"no job {job!r} (by id or by name)")
         if len(matches) > 1:
@@ -78,7 +72,7 @@ def request_cancel(
             )
         job_id, raw_name = matches[0]
         name = safe_text(raw_name)
-        run = store.request_cancel(conn, job_id, who or who_cancels())
+        run = requests.request_cancel(job_id, who or who_cancels())
         if run is None:
             return CancelResult(
                 "not-running", f'job {job_id} "{name}" is not running: nothing changed', job_id
@@ -89,10 +83,10 @@ def request_cancel(
         stopped: bool | None = None
         if wait > 0:
             deadline = time.monotonic() + wait
-            stopped = store.run_released(conn, job_id, run)
+            stopped = requests.run_released(job_id, run)
             while not stopped and time.monotonic() < deadline:
                 time.sleep(0.1)
-                stopped = store.run_released(conn, job_id, run)
+                stopped = requests.run_released(job_id, run)
         text = f'job {job_id} "{name}": run {run.jlgid} ({where}) cancelled at {run.at}'
         if stopped:
             text += "; the agent stopped it"

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from pyagent.ops.metrics import Metrics
-from pyagent.store.control import JobHistory
+from pyagent.store.jobcontrol import JobHistory
 
 
 class _HistoryCollector:

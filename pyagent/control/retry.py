@@ -28,11 +28,11 @@ import psycopg
 from pyagent.control.options import JobControlOptions, RetryDecision, decide_retry
 from pyagent.duration import format_duration
 from pyagent.logsetup import get_logger
-from pyagent.store import control as store
+from pyagent.store.jobcontrol import FailedRunRelease, JobControlStore
+from pyagent.store.records import RunStatus
 
 if TYPE_CHECKING:
     from pyagent.ops.metrics import Metrics
-    from pyagent.store.agent_store import AgentStore
     from pyagent.store.records import Claim
 
 
@@ -45,16 +45,23 @@ class RetryOutcome:
     next_run: datetime | None
 
 
-def wants_retry_release(status: str, jlgid: int | None, options: JobControlOptions | None) -> bool:
+def wants_retry_release(
+    status: RunStatus, jlgid: int | None, options: JobControlOptions | None
+) -> bool:
     """Whether a run's release goes through the retry path (else: the ordinary release)."""
-    return status == "f" and jlgid is not None and options is not None and options.retries > 0
+    return (
+        status == RunStatus.FAILED
+        and jlgid is not None
+        and options is not None
+        and options.retries > 0
+    )
 
 
 async def release_with_retries(
-    agent_store: AgentStore,
+    job_control: JobControlStore,
     claim: Claim,
     jlgid: int | None,
-    status: str,
+    status: RunStatus,
     options: JobControlOptions | None,
     *,
     owner: Callable[[], int],
@@ -69,31 +76,20 @@ async def release_with_retries(
         return None
     assert jlgid is not None and options is not None
     log = get_logger()
-    letter = str(getattr(status, "value", status))
-    decided: list[RetryDecision | None] = []
 
-    def retry_delay(final_status: str | None, streak: int) -> float | None:
-        decision = decide_retry(streak, options) if final_status == "f" else None
-        decided.append(decision)
+    def decide(final_status: RunStatus | None, streak: int) -> RetryDecision | None:
+        # A cancel may have turned the run into 'd' meanwhile: no retry then.
+        return decide_retry(streak, options) if final_status == RunStatus.FAILED else None
+
+    def retry_delay(final_status: RunStatus | None, streak: int) -> float | None:
+        decision = decide(final_status, streak)
         return None if decision is None else decision.delay
-
-    async def attempt() -> store.FailedRunRelease | None:
-        decided.clear()
-        async with agent_store.control.pool.connection() as conn:
-            return await store.release_failed_run(
-                conn,
-                job_id=claim.job_id,
-                jlgid=jlgid,
-                status=letter,
-                pids=[owner()],
-                claimed_nextrun=claim.claimed_nextrun,
-                retry_delay=retry_delay,
-                timezone=timezone,
-            )
 
     try:
         # Outages are waited out (until a hard shutdown gives up: then None).
-        released = await agent_store.control.retrying(attempt, retry_timeouts=False)
+        released = await job_control.release_failed_run(
+            claim, jlgid, status, owner=owner, retry_delay=retry_delay, timezone=timezone
+        )
     except psycopg.Error as exc:
         # A statement timeout, or the schema's next-run function raised: the ordinary
         # release has the fallback.
@@ -101,7 +97,9 @@ async def release_with_retries(
         return None
     if released is None:
         return None
-    decision = decided[-1] if decided else None
+    decision = None
+    if not released.kept_changed_nextrun:
+        decision = decide(released.final_status, released.failure_streak)
     _report(metrics, claim.job_id, jlgid, released, decision)
     return RetryOutcome(decision, released.retried, released.next_run)
 
@@ -110,7 +108,7 @@ def _report(
     metrics: Metrics | None,
     job_id: int,
     jlgid: int,
-    released: store.FailedRunRelease,
+    released: FailedRunRelease,
     decision: RetryDecision | None,
 ) -> None:
     log = get_logger()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg
 
 from pyagent import conninfo as ci
 from pyagent.exitcodes import EXIT_USAGE
 from pyagent.jobs.errors import JobsError, one_line
-from pyagent.store.catalog import Catalog
+from pyagent.store.catalog import Catalog, connect_catalog
 
 APPLICATION_NAME = "pyagent jobs"
 
@@ -27,18 +26,10 @@ def connect(conninfo: str | None) -> Iterator[Catalog]:
         raise JobsError(
             f"invalid connection string: {ci.mask_text(str(exc))}", EXIT_USAGE
         ) from None
-    # No server-side prepared statements (psycopg prepares a statement run 5 times, as
-    # `run --wait` polls): through a transaction pooler (PgBouncer) they would land on
-    # another client's server connection. A short-lived command gains nothing from them.
-    params: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-    if "application_name" not in ci.parse(text):
-        params["application_name"] = APPLICATION_NAME
     try:
-        conn = psycopg.connect(text, **params)
+        catalog = connect_catalog(text, APPLICATION_NAME)
     except psycopg.Error as exc:
         where = ci.mask_conninfo(text) if text else "PG* environment / defaults"
         raise JobsError(f"cannot connect to the database ({where}): {one_line(exc)}") from None
-    try:
-        yield Catalog(conn)
-    finally:
-        conn.close()
+    with catalog:
+        yield catalog

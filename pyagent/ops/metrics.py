@@ -63,16 +63,22 @@ class _StateCollector:
         ("ready", "pyagent_ready", "1 when the agent is ready (what /readyz reports)."),
         ("registered", "pyagent_registered", "1 when the agent row is in pga_jobagent."),
         ("in_recovery", "pyagent_in_recovery", "1 when the database is a standby."),
-        ("control_pool_size", "pyagent_control_pool_size", "Connections of the control pool."),
+        # The bookkeeping pool (runs' log rows and releases); the names are the ones
+        # dashboards know.
+        (
+            "control_pool_size",
+            "pyagent_control_pool_size",
+            "Connections of the bookkeeping pool (run logs and releases).",
+        ),
         (
             "control_pool_available",
             "pyagent_control_pool_available",
-            "Idle connections of the control pool.",
+            "Idle connections of the bookkeeping pool.",
         ),
         (
             "requests_waiting",
             "pyagent_control_pool_requests_waiting",
-            "Requests waiting for a control pool connection.",
+            "Requests waiting for a bookkeeping pool connection.",
         ),
     )
 

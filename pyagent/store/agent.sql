@@ -3,31 +3,12 @@
 -- `-- fragment: x` blocks are not statements: `{{x}}` inside a block is replaced by the
 -- fragment's text when the file is loaded, so a predicate is written once.
 
+-- (close_joblog, release_claimed_job, log_since_claim, session_clock and local_timezone
+-- are in shared.sql: job control's statements use them too.)
+
 -- fragment: run_started_since_claim
--- A claimed job's run started when a log row exists since the claim set joblastrun (any
--- log row when joblastrun was never set).
-EXISTS (SELECT 1 FROM pgagent.pga_joblog l
-         WHERE l.jlgjobid = j.jobid
-           AND (j.joblastrun IS NULL OR l.jlgstart >= j.joblastrun))
-
--- fragment: next_run_after_release
--- jobnextrun = NULL makes pga_job_trigger compute the next run (unless pyagent computed it
--- as a fallback: %(next_run)s). A value that changed while the job ran ("Run now", or a
--- schedule edit) is kept instead of overwritten.
-CASE WHEN j.jobnextrun IS NOT DISTINCT FROM %(claimed_nextrun)s
-     THEN %(next_run)s::timestamptz ELSE j.jobnextrun END
-
--- fragment: close_joblog
--- Close a run's log row, unless something (a zombie sweep, a cancel) closed it already.
-UPDATE pgagent.pga_joblog
-   SET jlgstatus = %(status)s, jlgduration = now() - jlgstart
- WHERE jlgid = %(jlgid)s AND jlgstatus = 'r'
-
--- fragment: release_claimed_job
--- Give the claim back and schedule the next run (see next_run_after_release).
-UPDATE pgagent.pga_job j
-   SET jobagentid = NULL, jobnextrun = {{next_run_after_release}}
- WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
+-- A claimed job's run started: a log row of its current claim exists (log_since_claim).
+EXISTS (SELECT 1 FROM pgagent.pga_joblog l WHERE {{log_since_claim}})
 
 -- ---- start-up -------------------------------------------------------------------------
 
@@ -133,8 +114,8 @@ SELECT jagpid, EXTRACT(EPOCH FROM (now() - jaglogintime))::float8, jaglogintime
  WHERE jagpid = pg_catalog.pg_backend_pid()
 
 -- name: renew_lease
--- The lease keeper's renewal, when the poll is late (it goes through the control pool, so
--- a lost service connection does not stop it). No row: the agent was cleared.
+-- The lease keeper's renewal, when the poll is late (it goes through the bookkeeping pool,
+-- so a lost service connection does not stop it). No row: the agent was cleared.
 UPDATE pgagent.pga_jobagent SET jaglogintime = now()
  WHERE jagpid = %(pid)s
 RETURNING jaglogintime,
@@ -401,19 +382,13 @@ UPDATE pgagent.pga_job SET jobagentid = NULL
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
 
 -- name: set_local_timezone
--- Run first in a release's transaction for a job with its own time zone (@TIMEZONE):
--- until the transaction ends, local times are read in that zone, so the schema's trigger
--- computes the next run from the job's schedules in the job's zone, whatever this
--- session's TimeZone is.
-SELECT pg_catalog.set_config('TimeZone', %(zone)s, true)
+-- Run first in a release's transaction for a job with its own time zone (@TIMEZONE).
+{{local_timezone}}
 
 -- ---- the fallback next-run computation ------------------------------------------------
 
--- name: session_clock
-SELECT now(), pg_catalog.current_setting('TimeZone')
-
--- name: session_timezone
-SELECT pg_catalog.current_setting('TimeZone')
+-- name: read_session_clock
+{{session_clock}}
 
 -- name: job_schedules
 SELECT jscid, jscstart, jscend, jscminutes, jschours, jscweekdays, jscmonthdays, jscmonths

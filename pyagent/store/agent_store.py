@@ -18,7 +18,14 @@ from pyagent.conninfo import mask_conninfo
 from pyagent.liveness import ADVERT_CLASS, LeaseTerms, Sighting
 from pyagent.logsetup import scrub
 from pyagent.schema.privileges import MissingPrivilege, required_agent_privileges
-from pyagent.store.connections import ControlPool, Params, Row, ServiceConnection, is_transient
+from pyagent.store.connections import (
+    BookkeepingPool,
+    Params,
+    Row,
+    ServiceConnection,
+    is_transient,
+)
+from pyagent.store.jobcontrol import JobControlStore
 from pyagent.store.records import (
     Author,
     AuthorshipFacts,
@@ -73,13 +80,16 @@ def _never_if_none(next_run: datetime | None) -> datetime | str:
 
 
 class AgentStore:
-    """The service connection, the control pool, and the agent's bookkeeping."""
+    """The service connection, the bookkeeping pool, and the agent's bookkeeping (and
+    job control's, as `job_control`)."""
 
     def __init__(
         self, conninfo: str, *, pool_size: int, application_name: str, connect_timeout: float
     ) -> None:
         self.service = ServiceConnection(conninfo, application_name, connect_timeout)
-        self.control = ControlPool(conninfo, pool_size, application_name)
+        self.bookkeeping = BookkeepingPool(conninfo, pool_size, application_name)
+        # Job control's reads and writes (retries, cancel, alerts), on the same pool.
+        self.job_control = JobControlStore(self.bookkeeping)
         # The backend pid of the service session, once registered: the agent's identity.
         self.pid: int | None = None
         # --step-rights author: the trusted roles; start_run then also reads each step's
@@ -89,7 +99,7 @@ class AgentStore:
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def open_pool(self) -> None:
-        await self.control.open()
+        await self.bookkeeping.open()
 
     async def connect(self, stop: asyncio.Event) -> bool:
         """Open the service connection, a server session of its own (NotASession through
@@ -101,11 +111,21 @@ class AgentStore:
 
     async def close(self) -> None:
         await self.service.close()
-        await self.control.close()
+        await self.bookkeeping.close()
 
     def give_up_waiting(self) -> None:
         """Hard shutdown: bookkeeping stops waiting for an unreachable database."""
-        self.control.give_up.set()
+        self.bookkeeping.give_up.set()
+
+    @property
+    def is_connected(self) -> bool:
+        """The service connection is open (the agent may be registered)."""
+        return self.service.is_open
+
+    def pool_stats(self) -> dict[str, int]:
+        """The bookkeeping pool's psycopg_pool statistics (pool_size, pool_available,
+        requests_waiting, ...), for /metrics."""
+        return self.bookkeeping.stats()
 
     # ---- start-up and identity ----------------------------------------------------------
 
@@ -189,9 +209,9 @@ class AgentStore:
         self.pid = pid
 
     async def renew_lease(self, pid: int) -> Renewal | None:
-        """Renew the lease of identity `pid` through the control pool (one try, no waiting
+        """Renew the lease of identity `pid` through the bookkeeping pool (one try, no waiting
         for an outage). None: the row is gone (this agent was cleared)."""
-        rows = await self.control.rows(statement("renew_lease"), {"pid": pid})
+        rows = await self.bookkeeping.rows(statement("renew_lease"), {"pid": pid})
         if not rows:
             return None
         return Renewal(rows[0][0], int(rows[0][1]))
@@ -308,7 +328,9 @@ class AgentStore:
             for (job_id,) in await self.service.rows(statement("zombie_jobs"), {"pid": pid}):
                 zone = await self._job_zone(int(job_id))
                 if zone is not None and session_zone is None:
-                    ((session_zone,),) = await self.service.rows(statement("session_timezone"))
+                    ((_now, session_zone),) = await self.service.rows(
+                        statement("read_session_clock")
+                    )
 
                 async def release(
                     next_run: datetime | str | None,
@@ -376,7 +398,7 @@ class AgentStore:
                 sightings.append(sighting_from_row(row))
         return PollResult(tuple(claims), next_due_in, renewal, tuple(sightings))
 
-    # ---- one run (control pool, retried through outages) ---------------------------------
+    # ---- one run (bookkeeping pool, retried through outages) -----------------------------
 
     async def start_run(self, job_id: int, owner: Callable[[], int]) -> RunStart | None:
         """Insert the run's log row ('r') and read the job's comment and enabled steps
@@ -393,7 +415,9 @@ class AgentStore:
                 values["trusted_roles"] = list(trusted)
             return values
 
-        rows = await self.control.retrying(lambda: self.control.rows(statement(name), params()))
+        rows = await self.bookkeeping.retrying(
+            lambda: self.bookkeeping.rows(statement(name), params())
+        )
         if rows is None:
             return None
         if not rows:
@@ -416,13 +440,13 @@ class AgentStore:
         def params() -> dict[str, Any]:
             return {"jlgid": jlgid, "step_id": step_id, "owner": owner()}
 
-        rows = await self.control.retrying(
-            lambda: self.control.rows(statement("start_step"), params())
+        rows = await self.bookkeeping.retrying(
+            lambda: self.bookkeeping.rows(statement("start_step"), params())
         )
         if rows:
             return int(rows[0][0])
-        held = await self.control.retrying(
-            lambda: self.control.rows(statement("run_held"), params())
+        held = await self.bookkeeping.retrying(
+            lambda: self.bookkeeping.rows(statement("run_held"), params())
         )
         if held and not held[0][0]:
             raise ClaimLost(f"run {jlgid} is no longer running under agent {owner()}")
@@ -443,14 +467,16 @@ class AgentStore:
         """Record a step's outcome; False when its row was no longer running (aborted by
         a sweep) or the database stayed away."""
         params = {"jslid": jslid, "status": status.value, "result": result, "output": output}
-        updated = await self.control.retrying(
-            lambda: self.control.count(statement("finish_step"), params)
+        updated = await self.bookkeeping.retrying(
+            lambda: self.bookkeeping.count(statement("finish_step"), params)
         )
         return updated == 1
 
     async def abort_step(self, jslid: int, output: str) -> None:
         params = {"jslid": jslid, "result": -1, "output": output}
-        await self.control.retrying(lambda: self.control.count(statement("abort_step"), params))
+        await self.bookkeeping.retrying(
+            lambda: self.bookkeeping.count(statement("abort_step"), params)
+        )
 
     async def finish_run(
         self,
@@ -477,14 +503,14 @@ class AgentStore:
             }
 
         if jlgid is None and status == RunStatus.ABORTED:
-            await self.control.retrying(
-                lambda: self.control.count(statement("release_unstarted_job"), params())
+            await self.bookkeeping.retrying(
+                lambda: self.bookkeeping.count(statement("release_unstarted_job"), params())
             )
             return None
 
         async def release(next_run: datetime | str | None) -> None:
             zone = timezone if next_run is None else None
-            await self.control.retrying(
+            await self.bookkeeping.retrying(
                 lambda: self._count_in_zone("release_job", params(next_run), zone),
                 retry_timeouts=next_run is not None,
             )
@@ -493,7 +519,7 @@ class AgentStore:
             if jlgid is None:
                 await release(None)
                 return
-            await self.control.retrying(
+            await self.bookkeeping.retrying(
                 lambda: self._count_in_zone(
                     "finish_run", {**params(), "jlgid": jlgid, "status": status.value}, timezone
                 ),
@@ -503,8 +529,8 @@ class AgentStore:
         async def close_log_then_release(next_run: datetime | str) -> None:
             if jlgid is not None:
                 log_params = {"jlgid": jlgid, "status": status.value}
-                await self.control.retrying(
-                    lambda: self.control.count(statement("finish_joblog"), log_params)
+                await self.bookkeeping.retrying(
+                    lambda: self.bookkeeping.count(statement("finish_joblog"), log_params)
                 )
             await release(next_run)
 
@@ -513,11 +539,11 @@ class AgentStore:
         )
 
     async def _count_in_zone(self, name: str, params: Params, timezone: str | None) -> int:
-        """One statement on the control pool; with a job's own time zone, in a transaction
+        """One statement on the bookkeeping pool; with a job's own time zone, in a transaction
         that first reads local times in that zone (set_local_timezone)."""
         if timezone is None:
-            return await self.control.count(statement(name), params)
-        return await self.control.count_in_transaction(
+            return await self.bookkeeping.count(statement(name), params)
+        return await self.bookkeeping.count_in_transaction(
             [(statement("set_local_timezone"), {"zone": timezone}), (statement(name), params)]
         )
 
@@ -556,8 +582,8 @@ class AgentStore:
         (else the session's), and its schedules in words."""
         from pyagent import schedule
 
-        async with self.control.pool.connection() as conn:
-            now, tzname = await _one(conn, statement("session_clock"))
+        async with self.bookkeeping.connection() as conn:
+            now, tzname = await _one(conn, statement("read_session_clock"))
             rows = await _all(conn, statement("job_schedules"), {"job_id": job_id})
             exc_rows = await _all(
                 conn, statement("schedule_exceptions"), {"schedule_ids": [r[0] for r in rows]}
@@ -577,10 +603,12 @@ class AgentStore:
 
     async def failed_step(self, job_id: int, jlgid: int | None) -> FailedStep | None:
         """The job's name and its run's last unsuccessful step, for the failed-run warning.
-        One try on the control pool, never waiting for an outage: None when unknown."""
+        One try on the bookkeeping pool, never waiting for an outage: None when unknown."""
         if jlgid is None:
             return None
-        rows = await self.control.rows(statement("failed_step"), {"job_id": job_id, "jlgid": jlgid})
+        rows = await self.bookkeeping.rows(
+            statement("failed_step"), {"job_id": job_id, "jlgid": jlgid}
+        )
         if not rows:
             return None
         name, step_id, step_name, status, result, output = rows[0]
@@ -598,7 +626,7 @@ class AgentStore:
         total = 0
         params = {"seconds": days * 86400.0, "batch": batch}
         while True:
-            deleted = max(await self.control.count(statement("purge_old_joblogs"), params), 0)
+            deleted = max(await self.bookkeeping.count(statement("purge_old_joblogs"), params), 0)
             total += deleted
             if deleted < batch:
                 return total

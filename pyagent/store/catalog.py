@@ -1,6 +1,7 @@
 """The catalogue: jobs, steps, schedules, exceptions and run logs, for the management
 commands (`pyagent jobs ...`). Synchronous psycopg; every statement is a named block of
-`catalog.sql`; rows come back as small frozen records."""
+`catalog.sql`; rows come back as small frozen records. `connect_catalog` makes the
+management commands' connection."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from types import TracebackType
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from pyagent.store.authorship import AuthorshipRecords
+from pyagent.store.jobcontrol import CancelRequests
 from pyagent.store.records import OnError, RunStatus, StepKind, sighting_from_row
 from pyagent.store.sqlfile import load_blocks
 
@@ -219,11 +223,40 @@ def _status(value: object) -> RunStatus | None:
         return None
 
 
+def connect_catalog(conninfo: str, application_name: str = "pyagent jobs") -> Catalog:
+    """A Catalog on a new autocommit connection, for one management command: `conninfo`
+    is a libpq conninfo or URI ("": libpq's PG* variables and ~/.pgpass); the session is
+    named `application_name` unless the conninfo names it. Raises psycopg.ProgrammingError
+    for a malformed conninfo and psycopg.OperationalError when the connection fails. Use
+    it in a `with` block (or call `close()`)."""
+    # No server-side prepared statements (psycopg prepares a statement run 5 times, as
+    # `run --wait` polls): through a transaction pooler (PgBouncer) they would land on
+    # another client's server connection. A short-lived command gains nothing from them.
+    params: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+    if "application_name" not in conninfo_to_dict(conninfo):
+        params["application_name"] = application_name
+    return Catalog(psycopg.connect(conninfo, **params))
+
+
 class Catalog:
     """Reads and writes of the pgagent catalogue on one connection."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def _rows(self, name: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self.conn.cursor() as cur:
@@ -275,12 +308,18 @@ class Catalog:
         """pyagent's authorship records (schema pyagent), on the same connection."""
         return AuthorshipRecords(self.conn)
 
+    @property
+    def cancel_requests(self) -> CancelRequests:
+        """Job control's cancel request (`pyagent jobs cancel`), on the same connection."""
+        return CancelRequests(self.conn)
+
     # --- reads -------------------------------------------------------------------------
 
     def session_info(self) -> SessionInfo:
         row = self._one("session_info")
         assert row is not None
-        return SessionInfo(str(row[0]), row[1])
+        now, timezone = row
+        return SessionInfo(str(timezone), now)
 
     def jobs(self, jobids: Sequence[int] | None = None) -> list[JobRecord]:
         """Jobs by name (all of them, or those with these ids)."""

@@ -3,7 +3,7 @@
 -- Bound parameters only; every block is one statement.
 
 -- name: session_info
-SELECT pg_catalog.current_setting('TimeZone') AS timezone, now() AS now
+{{session_clock}}
 
 -- fragment: job_rows
 -- One row per job, with its class name, the agent running it now (if any) and its newest
@@ -147,7 +147,7 @@ SELECT name FROM pg_catalog.pg_timezone_names WHERE name = ANY(%(zones)s::text[]
 
 -- name: set_local_timezone
 -- Until the end of the transaction (or the next call), read local times in this zone.
-SELECT pg_catalog.set_config('TimeZone', %(zone)s, true)
+{{local_timezone}}
 
 -- name: reschedule_job
 -- The schema's trigger computes the next run again (in the session's TimeZone), as it

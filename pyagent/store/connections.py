@@ -1,6 +1,7 @@
 """How the store talks to the database: the agent's service connection (its identity in
-pga_jobagent), a small control pool for run bookkeeping, and retries that ride out an
-outage for the bookkeeping that must not be lost."""
+pga_jobagent), a small bookkeeping pool for runs' log rows and releases (and job control's
+reads and writes), and retries that ride out an outage for the bookkeeping that must not
+be lost."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def connection_kwargs(conninfo: str, application_name: str) -> dict[str, Any]:
     return {key: value for key, value in defaults.items() if key not in given}
 
 
-async def _configure_control_connection(conn: psycopg.AsyncConnection[Row]) -> None:
+async def _configure_bookkeeping_connection(conn: psycopg.AsyncConnection[Row]) -> None:
     await conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
 
 
@@ -150,7 +151,7 @@ class ServiceConnection:
 
         return await asyncio.wait_for(run(), timeout=SERVICE_STATEMENT_TIMEOUT)
 
-    async def _execute(self, sql: str, params: Params) -> Any:
+    async def _execute(self, sql: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self._conn is None:
             raise psycopg.OperationalError("no service connection")
         statement = asyncio.ensure_future(self._conn.execute(sql, params))
@@ -183,7 +184,7 @@ async def _run_all(
     return count
 
 
-class ControlPool:
+class BookkeepingPool:
     """Run bookkeeping (logs, releases) on a bounded pool of short statements."""
 
     def __init__(self, conninfo: str, size: int, application_name: str) -> None:
@@ -194,7 +195,7 @@ class ControlPool:
         # min_size=0: no connection (and no SET) before that proof.
         kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 3}
         kwargs.update(connection_kwargs(conninfo, application_name))
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             conninfo,
             min_size=0,
             max_size=size,
@@ -202,34 +203,39 @@ class ControlPool:
             open=False,
             timeout=10,
             reconnect_timeout=0,
+            # The name shows in psycopg_pool's own log lines; kept as operators know it.
             name="pyagent-control",
-            configure=_configure_control_connection,
+            configure=_configure_bookkeeping_connection,
         )
         # Set when bookkeeping should stop waiting for the database (hard shutdown).
         self.give_up = asyncio.Event()
 
     async def open(self) -> None:
-        await self.pool.open(wait=False)
+        await self._pool.open(wait=False)
 
     async def close(self) -> None:
-        await self.pool.close(timeout=5)
+        await self._pool.close(timeout=5)
 
     def stats(self) -> dict[str, int]:
-        return dict(self.pool.get_stats())
+        return dict(self._pool.get_stats())
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Row]]:
+        """One of the pool's connections, for a transaction of several statements."""
+        return self._pool.connection()
 
     async def rows(self, sql: str, params: Params = None) -> list[Row]:
-        async with self.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return [tuple(r) for r in await cur.fetchall()] if cur.description else []
 
     async def count(self, sql: str, params: Params = None) -> int:
-        async with self.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return int(cur.rowcount)
 
     async def count_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> int:
         """Run statements in one transaction on one connection; the last one's row count."""
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.transaction():
             return await _run_all(conn, statements)
 
     async def retrying(

@@ -168,7 +168,9 @@ async def _look_once(
     return SessionFacts(Finding.SESSION, pid, int(later_pid), announced)
 
 
-async def _one(conn: Connection, name: str, params: dict[str, str] | None = None) -> Any:
+async def _one(
+    conn: Connection, name: str, params: dict[str, str] | None = None
+) -> tuple[Any, ...]:
     # prepare=False: nothing of the check may rely on the session it is checking.
     cur = await asyncio.wait_for(
         conn.execute(_statement(name), params, prepare=False), timeout=CHECK_TIMEOUT

@@ -502,7 +502,7 @@ def test_a_burst_waits_for_the_bound_and_never_fails(db, conn, agents):
         "SELECT jlgstatus, count(*) FROM pgagent.pga_joblog GROUP BY 1"
     ).fetchall()
     assert statuses == [("s", 40)]
-    # service connection + control pool (<= 4) + at most 3 step connections
+    # service connection + bookkeeping pool (<= 4) + at most 3 step connections
     assert 1 <= peak <= 8
 
 

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
-def pyagent(*args: str) -> subprocess.CompletedProcess[str]:
+
+def pyagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pyagent", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "pyagent", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any database setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PYAGENT_"))}
+    return env | extra
+
+
+def pg_variables(dsn: str) -> dict[str, str]:
+    """libpq's PG* variables naming the database of a keyword/value conninfo."""
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+    return {names[k]: v for k, v in conninfo_to_dict(dsn).items() if k in names}
 
 
 def test_install_check_and_add_notify(empty_db):
@@ -62,3 +82,45 @@ def test_install_into_an_unreachable_server_fails_cleanly():
     result = pyagent("schema", "install", "host=127.0.0.1 port=1 dbname=x connect_timeout=2")
     assert result.returncode == 1
     assert "nothing was changed" in result.stderr
+
+
+def test_schema_commands_take_the_database_like_pyagent_jobs(empty_db):
+    """-d/--db, PYAGENT_CONNINFO and the PG* variables, as `pyagent jobs`."""
+    from_pg = clean_env(**pg_variables(empty_db.dsn))
+    assert pyagent("jobs", "list", env=from_pg).returncode != 0  # no schema yet
+    first = pyagent("schema", "install", env=from_pg)
+    assert first.returncode == 0 and "installed" in first.stdout, first.stderr
+    assert pyagent("jobs", "list", env=from_pg).returncode == 0
+    assert pyagent("schema", "check", "-d", empty_db.dsn, env=clean_env()).returncode == 0
+    by_var = pyagent("schema", "add-extras", env=clean_env(PYAGENT_CONNINFO=empty_db.dsn))
+    assert by_var.returncode == 0 and "pyagent extras added" in by_var.stdout
+    # The connection string as first argument wins over PYAGENT_CONNINFO.
+    elsewhere = clean_env(PYAGENT_CONNINFO="host=127.0.0.1 port=1 dbname=x connect_timeout=2")
+    assert pyagent("schema", "check", empty_db.dsn, env=elsewhere).returncode == 0
+
+
+def test_grant_editor_takes_roles_after_the_database_in_any_form(empty_db):
+    assert pyagent("schema", "install", empty_db.dsn).returncode == 0
+    with psycopg.connect(empty_db.dsn, autocommit=True) as conn:
+        for role in ("ed_one", "ed_two", "ed_three"):
+            conn.execute(f"CREATE ROLE {role}")
+    assert pyagent("schema", "grant-editor", "-d", empty_db.dsn, "ed_one").returncode == 0
+    from_pg = clean_env(**pg_variables(empty_db.dsn))
+    assert pyagent("schema", "grant-editor", "ed_two", env=from_pg).returncode == 0
+    assert pyagent("schema", "grant-editor", empty_db.dsn, "ed_three").returncode == 0
+    with psycopg.connect(empty_db.dsn) as conn:
+        granted = conn.execute(
+            "SELECT grantee FROM information_schema.role_table_grants"
+            " WHERE table_schema = 'pgagent' AND table_name = 'pga_job'"
+            "   AND privilege_type = 'INSERT' AND grantee LIKE 'ed_%' ORDER BY 1"
+        ).fetchall()
+    assert granted == [("ed_one",), ("ed_three",), ("ed_two",)]
+
+
+def test_schema_commands_without_any_database_say_how_to_give_one():
+    for args in (("install",), ("check",), ("add-extras",), ("grant-editor", "alice")):
+        result = pyagent("schema", *args, env=clean_env())
+        assert result.returncode == 2
+        assert "which database? Give -d/--db CONNINFO" in result.stderr, args
+    twice = pyagent("schema", "check", "dbname=a", "-d", "dbname=b", env=clean_env())
+    assert twice.returncode == 2 and "give the database once" in twice.stderr

@@ -313,7 +313,7 @@ def test_agent_on_a_session_pool_entry_with_steps_on_the_transaction_pool(db, co
         # The step connection: one client of the transaction pool (the agent's own
         # connections are clients of the session entry).
         assert len(pooler_clients(bouncer, db.name)) == 1
-        assert len(pooler_clients(bouncer, agent_db)) >= 2  # service and control pool
+        assert len(pooler_clients(bouncer, agent_db)) >= 2  # service and bookkeeping pool
         assert agent.stop(signal.SIGTERM) == 0
     finally:
         bouncer.destroy()

@@ -501,31 +501,13 @@ def _format(aspect: str, lines: Iterable[str]) -> str:
     return f"our schema differs from the pgagent 4.2 extension in {aspect}:\n  {body}"
 
 
-# Differences found by this test and not fixed yet, matched by the start of their diff
-# line: reported as xfail with the reason; any OTHER difference in the same aspect still
-# fails. (The two found so far, array-default spelling and trigger-function comments, are
-# fixed in sql/pgagent.sql.)
-KNOWN_DEFECTS: dict[str, dict[str, str]] = {}
-
-
-def _known_defect(aspect: str, line: str) -> str | None:
-    for prefix, reason in KNOWN_DEFECTS.get(aspect, {}).items():
-        if line.startswith(prefix):
-            return reason
-    return None
-
-
 @pytest.mark.parametrize("aspect", list(ASPECTS))
 def test_schema_matches_extension(db, ext_db, aspect):
     ours = _snapshot(db.dsn, aspect)
     theirs = _snapshot(ext_db.dsn, aspect)
     assert theirs, f"nothing read from the extension for {aspect}: the reader is broken"
     lines = diff_snapshots(ours, theirs)
-    unexpected = [line for line in lines if _known_defect(aspect, line) is None]
-    assert not unexpected, _format(aspect, unexpected)
-    if lines:
-        reasons = sorted({r for line in lines if (r := _known_defect(aspect, line))})
-        pytest.xfail("known, reported defect of sql/pgagent.sql: " + "; ".join(reasons))
+    assert not lines, _format(aspect, lines)
 
 
 def test_deliberate_comment_difference_is_what_we_think(db, ext_db):

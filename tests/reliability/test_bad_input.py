@@ -95,14 +95,8 @@ def test_100_mb_of_batch_output_is_capped_and_memory_stays_bounded(db, conn, age
     assert_agent_still_works(conn, agent)
 
 
-NOTICE_FLOOD_BUG = (
-    "pyagent bug: a SQL step's NOTICE/WARNING messages are collected in an unbounded list "
-    "(steps/sql.py _execute: notices.append) and joined before clean_text() caps them, so "
-    "100 MB of notices take several hundred MB of agent memory"
-)
-
-
 def test_100_mb_of_notices_from_a_sql_step_keep_memory_bounded(db, conn, agents):
+    """A step's notices are capped as they arrive, not collected whole and cut after."""
     job = make_job(
         conn,
         "notice flood",
@@ -371,16 +365,11 @@ def test_schedules_of_the_wrong_length_or_with_null_elements_still_release_the_j
     assert_agent_still_works(conn, agent)
 
 
-EXTENSION_HANG_BUG = (
-    "pyagent bug: the release runs with no statement timeout, and the pgagent extension's "
-    "pga_next_schedule loops forever on a wrong-length or NULL-element schedule array, so "
-    "the job stays claimed (and a backend spins) instead of taking the release_job fallback"
-)
-
-
 def test_extension_schedule_function_that_never_returns_does_not_keep_the_job_claimed(
     ext_db, agents
 ):
+    """The extension's pga_next_schedule loops forever on a wrong-length or NULL-element
+    schedule array: the release's statement timeout ends it and the fallback releases."""
     with ext_db.connect() as conn:
         job = make_job(conn, "bad arrays (extension)", [{"jstcode": "SELECT 1"}])
         _break_schedules(conn, job)
@@ -523,13 +512,8 @@ def latin1_db(db, pg_cluster):
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-LATIN1_CODE_BUG = (
-    "pyagent bug: steps/sql.py _run sends the step's code as UTF-8 bytes whatever the "
-    "connection's client encoding, so on a LATIN1 database 'München' is stored as 'MÃ¼nchen'"
-)
-
-
 def test_sql_step_text_reaches_a_latin1_database_unchanged(db, conn, agents, pg_cluster, latin1_db):
+    """The step's code is sent in the connection's client encoding, not as UTF-8 bytes."""
     job = make_job(
         conn,
         "latin1 data",
@@ -548,14 +532,8 @@ def test_sql_step_text_reaches_a_latin1_database_unchanged(db, conn, agents, pg_
         assert other.execute("SELECT v FROM city").fetchone() == ("München",)
 
 
-LATIN1_ERROR_BUG = (
-    "pyagent bug: steps/sql.py _error_text decodes the server's error text as UTF-8 whatever "
-    "the connection's client encoding, so an error from a LATIN1 database is stored garbled "
-    "('ung\\ufffdltig')"
-)
-
-
 def test_error_text_from_a_latin1_database_is_stored_correctly(db, conn, agents, latin1_db):
+    """The server's error text is decoded in the connection's client encoding."""
     # ASCII-only code (chr(252) is ü): only the way back is tested here.
     job = make_job(
         conn,

@@ -364,15 +364,9 @@ def test_network_cut_for_30s_without_busy_looping(db, conn, agents, proxies, rea
     assert agent.proc.poll() is None
 
 
-LIBRARY_LOG_BUG = (
-    "pyagent bug: psycopg_pool's own log records (\"error connecting in 'pyagent-control'\", "
-    '"reconnection attempt in pool ... failed", "discarding closed connection") are not routed '
-    "through pyagent's logging: they reach stderr through Python's last-resort handler, "
-    "ignoring -s/--log-file, -l and --log-format"
-)
-
-
 def test_outage_messages_all_go_to_the_log_file(db, conn, agents, proxies, tmp_path):
+    """psycopg_pool's own records ("error connecting in ...", "reconnection attempt ...
+    failed") go through pyagent's logging, honouring -s, -l and --log-format."""
     proxy = proxies(db.cluster.port)
     logfile = tmp_path / "agent.log"
     job, started, go = _gated_job(conn, tmp_path, "bookkeeping in the outage")
@@ -525,14 +519,8 @@ CHAOS_AGENTS = 4
 
 
 class JobsNeverRan(AssertionError):
-    """Due jobs that got no run at all (the bug the xfail below names)."""
-
-
-UNSTARTED_CLAIM_BUG = (
-    "pyagent bug: a job claimed by an agent that dies (or is cancelled) before the job's "
-    "pga_joblog row is written is released with jobnextrun = NULL (release_zombie_job / "
-    "release_job), so its due run is dropped: a job without schedule never runs"
-)
+    """Due jobs that got no run at all: a job claimed by an agent that died before its
+    pga_joblog row was written must stay due, not lose its run."""
 
 
 @pytest.mark.slow
@@ -648,13 +636,6 @@ def test_job_claimed_but_not_started_at_sigterm_stays_due(db, conn, agents):
     assert next_run is not None
 
 
-STALE_RELEASE_BUG = (
-    "pyagent bug: release_job (job.py) computes the agent pids once and retries with them; "
-    "when the agent re-registers and adopts the claim meanwhile (_adopt_claims), the retried "
-    "release matches no row and the job stays claimed by a live agent forever"
-)
-
-
 def lock_waiter(conn: psycopg.Connection[Any], fragment: str) -> list[int]:
     return [
         r[0]
@@ -668,6 +649,8 @@ def lock_waiter(conn: psycopg.Connection[Any], fragment: str) -> list[int]:
 def test_release_interrupted_by_a_connection_loss_and_reconnect_still_releases(
     db, conn, agents, tmp_path
 ):
+    """A release retried after the agent registered again and adopted the claim names the
+    new identity (asked at every attempt), so the job does not stay claimed."""
     flag = tmp_path / "started"
     job = make_job(
         conn, "release across a reconnect", [{"jstkind": "b", "jstcode": f"touch {flag}; sleep 1"}]

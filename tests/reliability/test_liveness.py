@@ -173,7 +173,7 @@ def test_partition_of_the_service_connection_only_keeps_the_lease_and_the_run(
     db, conn, agents, proxies
 ):
     """The relay stops forwarding agent a's service connection (its other connections
-    still work): a renews its lease through its control pool, notices the dead service
+    still work): a renews its lease through its bookkeeping pool, notices the dead service
     connection by its statement timeout, registers again and keeps its run."""
     conn.execute(STAMPS)
     proxy = proxies(db.cluster.port)

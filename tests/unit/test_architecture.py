@@ -1,4 +1,5 @@
-"""The layout's rules, checked: only the store talks to the pgagent schema at run time,
+"""The layout's rules, checked: only the store talks to the pgagent schema at run time and
+only the store (and the step executors, which run user code) holds a connection or a pool,
 the core never imports the CLI, and the daemon does not load the management commands'
 libraries."""
 
@@ -11,7 +12,12 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pyagent"
-RUNTIME_DIRS = ("agent", "steps", "ops")
+RUNTIME_DIRS = ("agent", "control", "steps", "ops")
+# Neither the running agent outside the store and the step executors (a step's connections
+# belong to the job, not to the pgagent schema) nor `pyagent jobs` (the store makes its
+# connection) holds a connection or a pool. (The schema installer, the extras and the
+# throwaway clusters of demo/devcluster connect by themselves: tools, not the agent.)
+NO_CONNECTION_DIRS = ("agent", "control", "ops", "jobs")
 SQL_ON_PGAGENT = re.compile(r"(?is)\b(select|insert|update|delete|from|into)\b.*\bpgagent\.")
 
 
@@ -35,6 +41,54 @@ def test_only_the_store_sends_sql_to_the_pgagent_schema_at_run_time():
         if any(SQL_ON_PGAGENT.search(text) for text in _string_constants(path))
     ]
     assert offenders == []
+
+
+def _connection_uses(path: Path) -> list[str]:
+    """What in a module opens a connection or touches a pool."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            modules.append(getattr(node, "module", None) or "")
+            if any(m.startswith("psycopg_pool") for m in modules):
+                found.append("imports psycopg_pool")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = ast.unparse(node.func)
+            opens = node.func.attr == "connect" and ("psycopg" in target or "Connection" in target)
+            if opens or node.func.attr == "connection":
+                found.append(f"calls {target}()")
+        elif isinstance(node, ast.Attribute) and node.attr in ("bookkeeping", "service"):
+            found.append(f"reaches into the store: {ast.unparse(node)}")
+    return found
+
+
+def test_only_the_store_and_the_step_executors_hold_connections():
+    offenders = {
+        str(path.relative_to(PACKAGE)): uses
+        for path in _python_files(*NO_CONNECTION_DIRS)
+        if (uses := _connection_uses(path))
+    }
+    assert offenders == {}
+
+
+def test_the_connection_rule_sees_what_it_forbids(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import psycopg\n"
+        "from psycopg_pool import AsyncConnectionPool\n"
+        "async def f(store):\n"
+        "    psycopg.connect('')\n"
+        "    await psycopg.AsyncConnection.connect('')\n"
+        "    async with store.bookkeeping._pool.connection() as conn:\n"
+        "        pass\n"
+    )
+    assert _connection_uses(module) == [
+        "imports psycopg_pool",
+        "calls psycopg.connect()",
+        "calls psycopg.AsyncConnection.connect()",
+        "calls store.bookkeeping._pool.connection()",
+        "reaches into the store: store.bookkeeping",
+    ]
 
 
 def test_the_core_never_imports_the_cli():

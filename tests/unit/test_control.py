@@ -29,7 +29,7 @@ from pyagent.control.options import (
     job_control_options,
 )
 from pyagent.settings import ControlSettings
-from pyagent.store.control import RunReport
+from pyagent.store.jobcontrol import RunReport
 
 DEFAULTS = ControlSettings()
 

@@ -9,7 +9,7 @@ import asyncio
 from pyagent.agent.supervisor import Agent
 from pyagent.settings import Settings
 from pyagent.store.records import RunStatus
-from tests.unit.fake_store import FakeStore
+from tests.unit.fake_store import FakeStore, run_id
 
 
 def _agent(store: FakeStore, **overrides: object) -> Agent:
@@ -101,3 +101,24 @@ def test_a_connection_that_is_not_a_session_registers_and_claims_nothing_until_o
     assert names[connects[0] : connects[2]].count("disconnect") == 2
     assert "register" not in names[: connects[2]] and "claim" not in names[: connects[2]]
     assert "register" in names[connects[2] :]
+
+
+def test_a_cancel_request_stops_the_run_and_closes_its_steps():
+    message = "Cancelled by ops@host (pyagent jobs cancel) (database user ops) at now"
+
+    async def scenario() -> FakeStore:
+        store = FakeStore(due=[7], hold_steps=True)
+        agent = _agent(store)
+        main = asyncio.create_task(agent.run())
+        await asyncio.wait_for(store.steps_started.wait(), 5)
+        store.job_control.mark_cancelled(7, message)
+        await _until(lambda: ("finish_run", 7, RunStatus.ABORTED) in store.calls)
+        await _until(lambda: "close_cancelled_steps" in store.names())
+        agent.request_stop()
+        assert await main == 0
+        return store
+
+    store = asyncio.run(scenario())
+    assert ("cancelled_runs", (7,), 4242) in store.calls  # the watcher asked for this run
+    assert ("close_cancelled_steps", run_id(7), message) in store.calls
+    assert "release_failed_run" not in store.names()  # a cancelled run is never retried

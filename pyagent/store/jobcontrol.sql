@@ -1,5 +1,6 @@
--- Job control statements (retries, cancel, alerts, run-history metrics), as named blocks.
--- Parameters use psycopg's %(name)s placeholders; values are always bound, never pasted.
+-- Job control's statements (retries, cancel, alerts, run-history metrics), as named blocks
+-- (pyagent.store.jobcontrol). Parameters use psycopg's %(name)s placeholders; values are
+-- always bound, never pasted.
 -- Nothing here writes a user-visible column of pga_job (name, comment, ...): a retry only
 -- moves jobnextrun, exactly as pgAdmin's "Run now" does.
 
@@ -14,17 +15,34 @@ SELECT jobnextrun
  WHERE jobid = %(job_id)s AND jobagentid = ANY(%(pids)s)
    FOR UPDATE
 
+-- name: set_local_timezone
+-- The job's own zone, for the schema's next-run trigger (as in agent.sql's finish_run).
+{{local_timezone}}
+
+-- name: finish_joblog
+-- The ordinary close and release of a run (agent.sql's); only what follows is job
+-- control's.
+{{close_joblog}}
+
+-- name: release_job
+{{release_claimed_job}}
+
+-- fragment: failure_streak_of_job
+-- Job j's streak of consecutive failed runs ('f'), newest first, up to the last run that
+-- ended otherwise. Running rows neither count nor end the streak. The history is the only
+-- memory: the count survives restarts and moves between agents.
+(SELECT count(*) FROM pgagent.pga_joblog f
+  WHERE f.jlgjobid = j.jobid AND f.jlgstatus = 'f'
+    AND f.jlgid > COALESCE((SELECT max(o.jlgid) FROM pgagent.pga_joblog o
+                             WHERE o.jlgjobid = j.jobid
+                               AND o.jlgstatus NOT IN ('f', 'r')), 0))
+
 -- name: failure_streak
 -- The run's final status as stored (a cancel may have set 'd' meanwhile) and the job's
--- streak of consecutive failed runs ('f'), newest first, up to the last run that ended
--- otherwise. Running rows neither count nor end the streak. The history is the only
--- memory: the count survives restarts and moves between agents.
+-- failure streak (failure_streak_of_job).
 SELECT (SELECT jlgstatus FROM pgagent.pga_joblog WHERE jlgid = %(jlgid)s),
-       count(*)
-  FROM pgagent.pga_joblog
- WHERE jlgjobid = %(job_id)s AND jlgstatus = 'f'
-   AND jlgid > COALESCE((SELECT max(jlgid) FROM pgagent.pga_joblog
-                          WHERE jlgjobid = %(job_id)s AND jlgstatus NOT IN ('f', 'r')), 0)
+       {{failure_streak_of_job}}
+  FROM (VALUES (%(job_id)s::int4)) AS j(jobid)
 
 -- name: bring_next_run_forward
 -- The retry: the next run becomes now + delay, unless the schedule's own next run (just
@@ -47,17 +65,18 @@ SELECT jobid, jobname FROM pgagent.pga_job WHERE jobid = %(job_id)s
 SELECT jobid, jobname FROM pgagent.pga_job WHERE jobname = %(name)s ORDER BY jobid
 
 -- name: request_cancel
--- The cancel request: the job's current run ('r', started since the claim of an agent that
--- still holds the job) becomes 'd' with its duration, and its running step too, with an
--- output saying who cancelled it and when. The agent running it sees the 'd' within about
--- a second and stops the run. Both writes are final: the agent's own bookkeeping only
--- updates rows still 'r'. No row returned: the job is not running, nothing changed.
+-- The cancel request: the job's current run ('r', of the claim of an agent that still
+-- holds the job: log_since_claim) becomes 'd' with its duration, and its running step too,
+-- with an output saying who cancelled it and when. The agent running it sees the 'd'
+-- within about a second and stops the run. Both writes are final: the agent's own
+-- bookkeeping only updates rows still 'r'. No row returned: the job is not running,
+-- nothing changed.
 WITH run AS (
     UPDATE pgagent.pga_joblog l
        SET jlgstatus = 'd', jlgduration = now() - l.jlgstart
       FROM pgagent.pga_job j
-     WHERE j.jobid = %(job_id)s AND l.jlgjobid = j.jobid AND l.jlgstatus = 'r'
-       AND j.jobagentid IS NOT NULL AND l.jlgstart >= j.joblastrun
+     WHERE j.jobid = %(job_id)s AND j.jobagentid IS NOT NULL AND l.jlgstatus = 'r'
+       AND {{log_since_claim}}
     RETURNING l.jlgid, j.jobagentid, j.joblastrun
 ), step AS (
     UPDATE pgagent.pga_jobsteplog s
@@ -89,9 +108,8 @@ SELECT l.jlgjobid, l.jlgid,
            AND starts_with(sl.jsloutput, 'Cancelled by ')
          ORDER BY sl.jslid DESC LIMIT 1)
   FROM pgagent.pga_job j
-  JOIN pgagent.pga_joblog l ON l.jlgjobid = j.jobid
- WHERE j.jobid = ANY(%(job_ids)s) AND j.jobagentid = ANY(%(pids)s)
-   AND l.jlgstatus = 'd' AND l.jlgstart >= j.joblastrun
+  JOIN pgagent.pga_joblog l ON {{log_since_claim}}
+ WHERE j.jobid = ANY(%(job_ids)s) AND j.jobagentid = ANY(%(pids)s) AND l.jlgstatus = 'd'
 
 -- name: close_cancelled_steps
 -- After the agent stopped a cancelled run: any step row of it still 'r' (one started in
@@ -125,15 +143,12 @@ SELECT j.jobname, l.jlgstatus, l.jlgstart, EXTRACT(EPOCH FROM l.jlgduration)::fl
 
 -- name: job_run_history
 -- Per job: when its last successful and last failed (f, i, d) run ended, and its current
--- streak of failed runs. Read from the history, so every agent reports the same values.
+-- streak of failed runs (failure_streak_of_job). Read from the history, so every agent
+-- reports the same values.
 SELECT j.jobid, j.jobname,
        EXTRACT(EPOCH FROM ok.ended)::float8,
        EXTRACT(EPOCH FROM bad.ended)::float8,
-       (SELECT count(*) FROM pgagent.pga_joblog f
-         WHERE f.jlgjobid = j.jobid AND f.jlgstatus = 'f'
-           AND f.jlgid > COALESCE((SELECT max(o.jlgid) FROM pgagent.pga_joblog o
-                                    WHERE o.jlgjobid = j.jobid
-                                      AND o.jlgstatus NOT IN ('f', 'r')), 0))
+       {{failure_streak_of_job}}
   FROM pgagent.pga_job j
   LEFT JOIN LATERAL (
         SELECT l.jlgstart + COALESCE(l.jlgduration, interval '0') AS ended
