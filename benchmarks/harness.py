@@ -32,6 +32,9 @@ from pyagent import extras, schema  # noqa: E402
 from pyagent.devcluster import Cluster, find_bindir  # noqa: E402
 
 PGAGENT_BIN = Path(os.environ.get("PYAGENT_BENCH_PGAGENT", "/usr/bin/pgagent"))
+# The checkout whose pyagent the agent processes run (default: this one). Set it to another
+# checkout to compare two versions of the agent under the same harness and workloads.
+AGENT_REPO = Path(os.environ.get("PYAGENT_BENCH_AGENT_REPO", str(REPO_ROOT)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -203,7 +206,7 @@ class Agent:
         self.argv = [*base, "-f", "-l", str(log_level), *KIND_ARGS.get(kind, ()), *args, dsn]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+            p for p in (str(AGENT_REPO), env.get("PYTHONPATH", "")) if p
         )
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

@@ -23,7 +23,6 @@ from pyagent.exitcodes import (
     EXIT_USAGE,
 )
 from pyagent.liveness import MAX_LEASE, MIN_LEASE
-from pyagent.schema.cli import schema_group
 from pyagent.settings import DEFAULTS, ControlSettings, Settings
 
 COMMANDS = ("run", "schema", "version", "healthcheck", "demo", "jobs")
@@ -65,7 +64,10 @@ class _PyagentGroup(click.Group):
     """The top-level group; `jobs` is imported only when used, so the agent never loads the
     management commands (nor their libraries)."""
 
-    _LAZY = {"jobs": ("pyagent.jobs.cli", "jobs_group")}
+    _LAZY = {
+        "jobs": ("pyagent.jobs.cli", "jobs_group"),
+        "schema": ("pyagent.schema.cli", "schema_group"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._LAZY})
@@ -572,7 +574,6 @@ def demo_command(seconds: float) -> None:
     run_demo(seconds)
 
 
-main_group.add_command(schema_group)
 
 
 def _unknown_command_message(word: str) -> str | None:

@@ -29,6 +29,7 @@ so a written `\\x1b` and a real ESC still look different.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 # Unicode category Cf (as of Unicode 15) but ZWNJ/ZWJ, line/paragraph separators, surrogates.
@@ -36,6 +37,28 @@ _BMP_FORMAT: Final = (
     "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200e\u200f"
     "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff"
 )
+class _Lazy:
+    """A pattern compiled on first use. A character class holding the astral range costs
+    about 120 KB compiled; the agent, which only writes single-line text, needs one of
+    these patterns, the management commands the others."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._pattern: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        if self._pattern is None:
+            self._pattern = re.compile(self._source)
+        return self._pattern
+
+    def sub(self, repl: Callable[[re.Match[str]], str], text: str) -> str:
+        return self.compiled.sub(repl, text)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.compiled.search(text)
+
+
 _ASTRAL_RANGES: Final = (
     (0x110BD, 0x110BD),
     (0x110CD, 0x110CD),
@@ -52,15 +75,15 @@ _ASTRAL_ESCAPED: Final = frozenset(chr(c) for lo, hi in _ASTRAL_RANGES for c in 
 # (the callbacks pass non-format astral characters through): a class mixing BMP and astral
 # ranges is matched range by range, about five times slower on plain text.
 _ASTRAL: Final = "\U00010000-\U0010ffff"
-_LINE_CANDIDATES: Final = re.compile(f"[\\\\\x00-\x1f\x7f-\x9f{_BMP_FORMAT}{_ASTRAL}]")
+_LINE_CANDIDATES: Final = _Lazy(f"[\\\\\x00-\x1f\x7f-\x9f{_BMP_FORMAT}{_ASTRAL}]")
 _BLOCK_CLASS: Final = f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BMP_FORMAT}{_ASTRAL}]"
-_BLOCK_CANDIDATES: Final = re.compile(_BLOCK_CLASS)
+_BLOCK_CANDIDATES: Final = _Lazy(_BLOCK_CLASS)
 # With backslashes in the text: a whole run of them (never part of one: the lookbehind and
 # the possessive `++` keep a long run linear) is doubled when what follows could be read as
 # an escape.
 _ESCAPE_LOOKING: Final = "x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}"
 _BLOCK_ESCAPED: Final = f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_FORMAT}]|\r(?!\n)"
-_BLOCK_CANDIDATES_OR_RUNS: Final = re.compile(
+_BLOCK_CANDIDATES_OR_RUNS: Final = _Lazy(
     f"(?<!\\\\)\\\\++(?={_ESCAPE_LOOKING}|{_BLOCK_ESCAPED})|{_BLOCK_CLASS}"
 )
 _SHORT: Final = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -106,9 +129,9 @@ def safe_text(text: str, *, block: bool = False) -> str:
 
 
 # JSON escapes C0 controls itself; these are the other characters a terminal may act on.
-_JSON_CANDIDATES: Final = re.compile(f"[\x7f-\x9f{_BMP_FORMAT}{_ASTRAL}]")
+_JSON_CANDIDATES: Final = _Lazy(f"[\x7f-\x9f{_BMP_FORMAT}{_ASTRAL}]")
 # What YAML writes raw (it escapes C0 and C1 controls itself): the format characters.
-INVISIBLE: Final = re.compile(f"[{_FORMAT}]")
+INVISIBLE: Final = _Lazy(f"[{_FORMAT}]")
 
 
 def _json_escape(match: re.Match[str]) -> str:

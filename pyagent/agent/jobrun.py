@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from pyagent import conninfo as ci
 from pyagent.agent.runreport import report_run_end
-from pyagent.agent.steprights import run_with_author_rights
 from pyagent.annotations import job_zone, read_job, read_step, run_options
 from pyagent.control.options import JobControlOptions, read_job_control
 from pyagent.control.retry import RetryOutcome, release_with_retries
@@ -21,7 +20,7 @@ from pyagent.settings import Settings
 from pyagent.steps.batch import BatchOptions, run_batch_step
 from pyagent.steps.pools import StepPools
 from pyagent.steps.result import StepOutcome
-from pyagent.steps.sql import NO_CONNECTION, run_sql_step
+from pyagent.steps.sql import NO_CONNECTION, PreparedSession, run_sql_step
 from pyagent.store.agent_store import AgentStore, ClaimLost, run_tag
 from pyagent.store.records import Claim, FallbackRelease, OnError, RunStatus, StepDef, StepKind
 
@@ -50,14 +49,23 @@ def step_target(settings: Settings, step: StepDef) -> str:
     )
 
 
-async def execute_step(ctx: JobContext, job_id: int, step: StepDef, tag: str = "") -> StepOutcome:
+async def execute_step(
+    ctx: JobContext,
+    job_id: int,
+    step: StepDef,
+    tag: str = "",
+    prepared: PreparedSession | None = None,
+) -> StepOutcome:
     """Run one step and describe its outcome; never raises except on cancellation. `tag`
-    names the step's database session while it runs (see store.agent_store.run_tag)."""
+    names the step's database session while it runs (see store.agent_store.run_tag);
+    `prepared` is the SQL step's connection, opened ahead (see prepare_session)."""
     log = get_logger()
     limit = ctx.settings.max_output_bytes
     ids = {"job_id": job_id, "step_id": step.step_id}
     if ctx.settings.step_rights == "author":
         # Refused, or run logged in as its author; None: it runs as the agent, as below.
+        from pyagent.agent.steprights import run_with_author_rights  # author mode only
+
         decided = await run_with_author_rights(ctx, job_id, step, tag)
         if decided is not None:
             return decided
@@ -72,7 +80,9 @@ async def execute_step(ctx: JobContext, job_id: int, step: StepDef, tag: str = "
                 **ids,
             )
             return StepOutcome(False, -1, f"{NO_CONNECTION}\ninvalid connection string: {exc}")
-        return await run_sql_step(ctx.pools.for_target(target), step.code, limit, tag)
+        return await run_sql_step(
+            ctx.pools.for_target(target), step.code, limit, tag, prepared=prepared
+        )
     if step.kind == StepKind.BATCH:
         log.debug(f"Executing batch step{step.step_id}(part of job {job_id})", **ids)
         if not ctx.settings.allow_batch:
@@ -85,14 +95,33 @@ async def execute_step(ctx: JobContext, job_id: int, step: StepDef, tag: str = "
     return StepOutcome(False, -1, INVALID_KIND)
 
 
+def prepare_session(ctx: JobContext, step: StepDef, tag: str) -> PreparedSession | None:
+    """For a SQL step that runs with the agent's rights: start taking its connection and
+    naming it now, so that this overlaps with writing the step's log row. None otherwise
+    (the step opens what it needs itself)."""
+    if step.kind != StepKind.SQL or ctx.settings.step_rights == "author":
+        return None
+    try:
+        target = step_target(ctx.settings, step)
+    except ci.ConninfoError:
+        return None  # execute_step reports it
+    return PreparedSession(ctx.pools.for_target(target), tag)
+
+
 async def run_with_timeout(
-    ctx: JobContext, job_id: int, step: StepDef, timeout: float | None, tag: str = ""
+    ctx: JobContext,
+    job_id: int,
+    step: StepDef,
+    timeout: float | None,
+    *,
+    tag: str = "",
+    prepared: PreparedSession | None = None,
 ) -> StepOutcome:
     """Run a step; past its timeout it is cancelled (SQL on the server, batch as a process
     group) and fails with a clear message."""
     if timeout is None:
-        return await execute_step(ctx, job_id, step, tag)
-    task = asyncio.ensure_future(execute_step(ctx, job_id, step, tag))
+        return await execute_step(ctx, job_id, step, tag, prepared)
+    task = asyncio.ensure_future(execute_step(ctx, job_id, step, tag, prepared))
     try:
         done, _pending = await asyncio.wait({task}, timeout=timeout)
     except asyncio.CancelledError:
@@ -237,22 +266,29 @@ class JobRun:
         store, job_id, jlgid = self.ctx.store, self.claim.job_id, self.jlgid
         assert jlgid is not None
         ids = {"job_id": job_id, "step_id": step.step_id}
-        self.current_jslid = await store.start_step(jlgid, step.step_id, self._owner)
-        if self.current_jslid is None:
-            # The step was deleted (or the database is gone for good): an internal error.
-            self.log.warning(f"Value of rc is 0 for job {job_id}", **ids)
-            self.status = RunStatus.INTERNAL_ERROR
-            return False
-        started = time.monotonic()
-        options = run_options(read_step(step.desc), self.ctx.settings.step_timeout)
-        for problem in options.problems:
-            self.log.warning(f"Step {step.step_id}: ignoring {problem}", **ids)
         tag = run_tag(jlgid, job_id, step.step_id)
-        self.executing = True
+        prepared = prepare_session(self.ctx, step, tag)
         try:
-            outcome = await run_with_timeout(self.ctx, job_id, step, options.timeout, tag)
+            self.current_jslid = await store.start_step(jlgid, step.step_id, self._owner)
+            if self.current_jslid is None:
+                # The step was deleted (or the database is gone for good): an internal error.
+                self.log.warning(f"Value of rc is 0 for job {job_id}", **ids)
+                self.status = RunStatus.INTERNAL_ERROR
+                return False
+            started = time.monotonic()
+            options = run_options(read_step(step.desc), self.ctx.settings.step_timeout)
+            for problem in options.problems:
+                self.log.warning(f"Step {step.step_id}: ignoring {problem}", **ids)
+            self.executing = True
+            try:
+                outcome = await run_with_timeout(
+                    self.ctx, job_id, step, options.timeout, tag=tag, prepared=prepared
+                )
+            finally:
+                self.executing = False
         finally:
-            self.executing = False
+            if prepared is not None:
+                await asyncio.shield(prepared.close())
         status = step_status(step, outcome)
         recorded = await store.finish_step(
             self.current_jslid, status, outcome.result, outcome.output

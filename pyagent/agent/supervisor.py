@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from pyagent import diagnose
-from pyagent.agent import polling, sidetasks, steprights
+from pyagent.agent import polling, sidetasks
 from pyagent.agent.jobrun import JobContext, JobRun, log_fallback_release
 from pyagent.agent.lease import Lease, LeaseKeeper
 from pyagent.agent.listener import Listener
@@ -235,9 +235,12 @@ class Agent:
         line = session_zone_line(facts, os.environ, self.settings.conninfo)
         if line is not None:
             self.log.warning(line, always=True, timezone=facts.timezone, source=facts.source)
+
     async def _check_step_rights(self) -> None:
         """--step-rights author: no job runs until the authorship records can be read."""
         facts = await self.store.authorship_facts(self.settings.trusted_roles)
+        from pyagent.agent import steprights  # --step-rights author only
+
         problem = steprights.authorship_problem(facts)
         if problem is not None:
             self.state.schema_ok = False

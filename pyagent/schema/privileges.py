@@ -10,7 +10,6 @@ middle of a job. Pure data and text: no SQL is sent from here.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -78,6 +77,8 @@ def quote_role(role: str) -> str:
 def display_role(role: str) -> str:
     """A role name for a message or a log line: always double-quoted, control characters
     escaped (a role name is whatever text its creator chose)."""
+    import unicodedata  # not at import: the agent loads this module, and needs it rarely
+
     shown = "".join(
         (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
         if unicodedata.category(ch).startswith("C")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 from psycopg.errors import Diagnostic
 
 from pyagent.logsetup import scrub
@@ -45,6 +45,36 @@ def _error_text(exc: psycopg.Error, encoding: str) -> str:
     return str(exc).strip()
 
 
+class PreparedSession:
+    """A step's connection taken from its pool and named after the run while the step's log
+    row is being written (the two round trips overlap), then used by `run_sql_step`. The
+    caller closes it (the connection goes back to its pool) whatever happens."""
+
+    def __init__(self, pool: TargetPool, tag: str) -> None:
+        self._stack = AsyncExitStack()
+        self._opening = asyncio.ensure_future(self._open(pool, tag))
+
+    async def _open(self, pool: TargetPool, tag: str) -> StepConnection | BaseException:
+        try:
+            conn = await self._stack.enter_async_context(pool.connection())
+        except (psycopg.Error, OSError) as exc:
+            return exc
+        if tag:
+            await _name_session(conn, tag)
+        return conn
+
+    async def connection(self) -> StepConnection | BaseException:
+        """The connection, or why there is none."""
+        return await asyncio.shield(self._opening)
+
+    async def close(self) -> None:
+        if not self._opening.done():
+            self._opening.cancel()
+        with contextlib.suppress(BaseException):
+            await self._opening
+        await self._stack.aclose()
+
+
 async def run_sql_step(
     pool: TargetPool,
     code: str,
@@ -52,23 +82,24 @@ async def run_sql_step(
     tag: str = "",
     *,
     no_connection: Callable[[str], StepOutcome] | None = None,
+    prepared: PreparedSession | None = None,
 ) -> StepOutcome:
-    """Execute one SQL step on a connection of `pool`; never raises except on cancellation.
-    Without a connection, the outcome is `no_connection(reason)` when given, else pgAgent's
-    "Couldn't get a connection" with libpq's reason. `tag` becomes the session's
-    application_name while the step runs (the connection's reset after the step restores
-    its own), so the session can be found by its run."""
+    """Execute one SQL step on a connection of `pool` (or the `prepared` one); never raises
+    except on cancellation. Without a connection, the outcome is `no_connection(reason)`
+    when given, else pgAgent's "Couldn't get a connection" with libpq's reason. `tag`
+    becomes the session's application_name while the step runs (the connection's reset
+    after the step restores its own), so the session can be found by its run."""
     async with AsyncExitStack() as stack:
-        try:
-            conn = await stack.enter_async_context(pool.connection())
-        except (psycopg.Error, OSError) as exc:
-            reason = scrub(str(exc).strip())
+        if prepared is None:
+            prepared = PreparedSession(pool, tag)
+            stack.push_async_callback(prepared.close)
+        conn = await prepared.connection()
+        if isinstance(conn, BaseException):
+            reason = scrub(str(conn).strip())
             if no_connection is not None:
                 return no_connection(reason)
             output = f"{NO_CONNECTION}\n{reason}" if reason else NO_CONNECTION
             return StepOutcome(False, -1, clean_text(output, max_output_bytes))
-        if tag:
-            await _name_session(conn, tag)
         return await _execute(conn, code, max_output_bytes)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -76,8 +107,10 @@ async def run_sql_step(
 async def _name_session(conn: StepConnection, tag: str) -> None:
     # A failure here (a broken connection) shows in the step's own execution right after.
     with contextlib.suppress(psycopg.Error):
+        # One simple-protocol statement (no parameters): the tag is our own text of digits
+        # and words, quoted as a literal.
         await conn.execute(
-            "SELECT pg_catalog.set_config('application_name', %s, false)", [tag], prepare=False
+            sql.SQL("SET application_name TO {}").format(sql.Literal(tag)), prepare=False
         )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -149,7 +149,8 @@ async def _look_once(
     conn: Connection, witness: Connection | None, announced: int
 ) -> SessionFacts:
     """One round: mark, let the witness look while it holds a transaction, look again."""
-    mark = secrets.token_hex(8)
+    # os.urandom, not secrets: the daemon must not load hashlib/OpenSSL for this.
+    mark = os.urandom(8).hex()
     pid, started, _ = await _one(conn, "mark_session", {"mark": mark})
     seen = await _witness_look(witness) if witness is not None else None
     try:

@@ -511,6 +511,8 @@ def test_json_log_to_a_file(conn, agents, tmp_path):
     job = make_job(conn, "json", [{"jstcode": "SELECT 1"}], run_now=True)
     agents("-s", str(logfile), "--log-format", "json").wait_registered()
     wait_job_finished(conn, job)
+    # The run's last line is written just after its release: wait for it, not only the row.
+    wait_until(lambda: f"Completed job: {job}" in logfile.read_text(), what="the last line")
     events = [json.loads(line) for line in logfile.read_text().splitlines()]
     started = [e for e in events if e["event"] == f"Starting job: {job}"]
     assert started and started[0]["job_id"] == job and started[0]["level"] == "debug"
