@@ -24,6 +24,8 @@ from pyagent.store.records import Renewal
 RENEWAL_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT_ERRORS)
 # How often the keeper looks at the clock while the agent holds claims.
 KEEPER_TICK = 0.25
+# While no job runs, the keeper looks at the clock this rarely (a job start wakes it).
+IDLE_WAIT = 30.0
 # After a renewal that did not get through, the next try waits this long.
 RETRY_AFTER_FAILURE = 1.0
 
@@ -98,6 +100,7 @@ class LeaseKeeper:
         running: Callable[[], int],
         fence: Callable[[str], int],
         cleared: Callable[[], None],
+        jobs_started: asyncio.Event,
     ) -> None:
         self.lease = lease
         self.store = store
@@ -105,6 +108,8 @@ class LeaseKeeper:
         self.running = running
         self.fence = fence
         self.cleared = cleared
+        # Set by the supervisor when a job starts: the keeper then watches the clock.
+        self.jobs_started = jobs_started
         self.log = get_logger()
         # Renewals given up on while they still ran (kept referenced until they end).
         self._abandoned: set[asyncio.Future[Renewal | None]] = set()
@@ -118,7 +123,10 @@ class LeaseKeeper:
                 # Nothing at stake: the poll renews (or registers again after an outage).
                 if lease.fenced and lease.silence() < lease.fence_after:
                     lease.fenced = False
-                await _wait(KEEPER_TICK * 4, self.stop)
+                # Asleep until a job starts (an idle agent's event loop stays quiet).
+                self.jobs_started.clear()
+                if not self.running():
+                    await _wait_either(IDLE_WAIT, self.jobs_started, self.stop)
                 continue
             silence = lease.silence()
             now = time.monotonic()
@@ -184,6 +192,15 @@ def _forget(
             task.exception()  # retrieved: an abandoned renewal's error is not news
 
     return done
+
+
+async def _wait_either(timeout: float, *events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _wait(timeout: float, event: asyncio.Event) -> None:

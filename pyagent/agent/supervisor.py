@@ -88,6 +88,8 @@ class Agent:
         self.metrics = self.reporter.metrics
         self.ctx = JobContext(settings, self.store, self.pools, self.metrics)
         self.lease = Lease(settings.lease_terms)
+        # Wakes the lease keeper, which sleeps while no job runs.
+        self.jobs_started = asyncio.Event()
         # The runs in progress, by job id (their tasks are in state.running).
         self.runs: dict[int, JobRun] = {}
         # Job control: the cancel watcher, failure alerts, run-history metrics.
@@ -115,6 +117,7 @@ class Agent:
             running=lambda: sum(1 for t in self.state.running.values() if not t.done()),
             fence=self._fence,
             cleared=self._on_cleared,
+            jobs_started=self.jobs_started,
         )
         side = [
             self._side_task("lease-keeper", keeper.run),
@@ -507,6 +510,7 @@ class Agent:
         self.state.running[claim.job_id] = task
         task.add_done_callback(functools.partial(self._on_job_done, claim))
         self.control.track(claim, run, task)  # cancel requests, alerts
+        self.jobs_started.set()
 
     def _on_job_done(self, claim: Claim, task: asyncio.Task[Any]) -> None:
         if self.state.running.get(claim.job_id) is task:

@@ -234,16 +234,16 @@ DELETE FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s
 -- ---- claims ---------------------------------------------------------------------------
 
 -- fragment: claim_due
--- Claims up to %(limit)s due jobs for this agent, if its row is still there (an agent that
--- was cleared claims nothing). SKIP LOCKED lets several agents claim concurrently; the
--- outer re-check of jobagentid keeps a job from being claimed twice even against agents
--- (like the C pgAgent) that claim with a plain conditional UPDATE.
+-- Claims up to %(limit)s due jobs for this agent (an agent that was cleared claims nothing:
+-- the foreign key to its pga_jobagent row refuses the claim). SKIP LOCKED lets several
+-- agents claim concurrently; the outer re-check of jobagentid keeps a job from being
+-- claimed twice even against agents (like the C pgAgent) that claim with a plain
+-- conditional UPDATE.
 due AS (
     SELECT jobid
       FROM pgagent.pga_job
      WHERE jobenabled AND jobagentid IS NULL AND jobnextrun <= now()
        AND (jobhostagent = '' OR jobhostagent = %(station)s)
-       AND EXISTS (SELECT 1 FROM pgagent.pga_jobagent WHERE jagpid = %(pid)s)
      ORDER BY jobnextrun
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
@@ -320,10 +320,12 @@ SELECT log.jlgid, j.jobdesc,
  ORDER BY s.jstname, s.jstid
 
 -- fragment: run_still_held
--- The run's log row is still running and its job still claimed by this agent (%(owner)s).
+-- The run's log row is still running. An agent that clears another (the sweep, pgAgent's
+-- start-up clean-up) and a cancel request mark the run 'd' in the same transaction as they
+-- release its job or mark it, so 'r' means the run is still this agent's (%(owner)s is
+-- not needed to tell).
 EXISTS (SELECT 1 FROM pgagent.pga_joblog l
-          JOIN pgagent.pga_job j ON j.jobid = l.jlgjobid
-         WHERE l.jlgid = %(jlgid)s AND l.jlgstatus = 'r' AND j.jobagentid = %(owner)s)
+         WHERE l.jlgid = %(jlgid)s AND l.jlgstatus = 'r')
 
 -- name: start_step
 -- No row when the step was deleted, or the run is no longer this agent's (see run_held).
