@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import pq
 from psycopg.errors import Diagnostic
 
 from pyagent.logsetup import scrub
@@ -104,14 +105,19 @@ async def run_sql_step(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_TAG = re.compile(r"pyagent run \d+ \(job \d+, step \d+\)")
+
+
 async def _name_session(conn: StepConnection, tag: str) -> None:
+    # One simple-protocol statement, the cheapest round trip psycopg makes (the agent pays
+    # it per SQL step). The tag is made by store.agent_store.run_tag of integers only, and
+    # checked to be exactly that before it is written between quotes; anything else would
+    # not be sent.
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"not a run tag: {tag!r}")
     # A failure here (a broken connection) shows in the step's own execution right after.
     with contextlib.suppress(psycopg.Error):
-        # One simple-protocol statement (no parameters): the tag is our own text of digits
-        # and words, quoted as a literal.
-        await conn.execute(
-            sql.SQL("SET application_name TO {}").format(sql.Literal(tag)), prepare=False
-        )
+        await conn.execute(f"SET application_name TO '{tag}'".encode(), prepare=False)
 
 
 async def _execute(conn: StepConnection, code: str, max_output_bytes: int) -> StepOutcome:
