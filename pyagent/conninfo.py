@@ -58,10 +58,20 @@ def mask_conninfo(conninfo: str) -> str:
         return mask_text(conninfo)
     if not any(key in params for key in SECRET_KEYS):
         return conninfo
+    masked = mask_text(conninfo)  # in place, so the string reads as its author wrote it
+    try:
+        if _masked_params(parse(masked)) == _masked_params(params):
+            return masked
+    except ConninfoError:
+        pass
     return " ".join(
         f"{key}=*****" if key in SECRET_KEYS else f"{key}={_quote(value)}"
         for key, value in params.items()
     )
+
+
+def _masked_params(params: dict[str, str]) -> dict[str, str]:
+    return {key: "*****" if key in SECRET_KEYS else value for key, value in params.items()}
 
 
 def mask_text(text: str) -> str:

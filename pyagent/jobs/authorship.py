@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyagent.conninfo import mask_conninfo
 from pyagent.jobs.errors import JobsError
 from pyagent.jobs.lookup import find_job
 from pyagent.jobs.model import KIND_WORD
@@ -156,7 +157,7 @@ def review_text(job: LockedJob) -> str:
             KIND_WORD.get(StepKind(step.kind), step.kind) if step.kind in ("s", "b") else step.kind
         )
         if step.connstr:
-            where = "connection string " + visible(step.connstr)
+            where = "connection string " + visible(mask_conninfo(step.connstr))
         else:
             where = f"database {visible(step.dbname)}" if step.dbname else "shell"
         lines.append(

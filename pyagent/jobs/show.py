@@ -11,6 +11,7 @@ import psycopg
 
 from pyagent import schedule as pyschedule
 from pyagent.annotations import Description, JobOptions, StepOptions, read_job, read_step
+from pyagent.conninfo import mask_conninfo
 from pyagent.jobs import cron
 from pyagent.jobs.listing import last_run_data, running_data
 from pyagent.jobs.lookup import find_job
@@ -61,7 +62,7 @@ def _step_data(step: StepRecord) -> dict[str, Any]:
         "enabled": step.enabled,
         "kind": KIND_WORD[step.kind],
         "database": step.dbname or None,
-        "connection": step.connstr or None,
+        "connection": mask_conninfo(step.connstr) if step.connstr else None,
         "on_error": ON_ERROR_WORD[step.onerror],
         "description": described.text,
         "annotations": described.texts(),

@@ -201,6 +201,35 @@ def test_list_show_enable_disable_in_the_session_time_zone(db, tmp_path):
     assert json.loads(on.stdout)[0]["next_run"] is not None
 
 
+def test_show_masks_passwords_of_connection_strings_and_export_keeps_them(db, tmp_path):
+    secret = "s3cret-" + uuid.uuid4().hex[:8]
+    write(
+        tmp_path / "remote.yaml",
+        f"""
+        name: remote-job
+        steps:
+          - name: kv
+            connection: host=db.example.org dbname=sales user=etl password={secret}
+            code: SELECT 1
+          - name: uri
+            connection: postgresql://etl:{secret}@db.example.org/sales
+            code: SELECT 2
+        """,
+    )
+    assert jobs(db.dsn, "apply", str(tmp_path / "remote.yaml")).returncode == 0
+    text = jobs(db.dsn, "show", "remote-job")
+    data = jobs(db.dsn, "show", "remote-job", "--json")
+    assert text.returncode == 0 and data.returncode == 0
+    assert secret not in text.stdout + text.stderr + data.stdout + data.stderr
+    steps = json.loads(data.stdout)["steps"]
+    assert steps[0]["connection"] == "host=db.example.org dbname=sales user=etl password=*****"
+    assert steps[1]["connection"] == "postgresql://etl:*****@db.example.org/sales"
+    assert "password=*****" in text.stdout and "host=db.example.org" in text.stdout
+    # export writes the job back as it is stored: a file meant for apply keeps the string.
+    exported = jobs(db.dsn, "export", "remote-job")
+    assert exported.returncode == 0 and secret in exported.stdout
+
+
 def test_ambiguous_and_unknown_job_names(db):
     with db.connect() as conn:
         a = make_job(conn, "twin")
