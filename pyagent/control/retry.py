@@ -123,9 +123,11 @@ def _report(
     if decision is None:
         return
     fields |= {"attempt": decision.attempt, "retries": decision.retries}
-    from pyagent.control.metrics import control_metrics
+    counters = None
+    if metrics is not None:  # prometheus_client is loaded with --http only
+        from pyagent.control.metrics import control_metrics
 
-    counters = control_metrics(metrics)
+        counters = control_metrics(metrics)
     if not decision.retrying:
         log.warning(
             f"job {job_id} failed; its {decision.retries} retries are used up: "

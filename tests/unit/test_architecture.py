@@ -117,6 +117,30 @@ def test_the_daemon_does_not_load_management_libraries():
     assert out == "[]"
 
 
+def test_a_retry_without_metrics_does_not_load_prometheus_client():
+    # A retry's report used to import the job-control metrics (and prometheus_client, about
+    # 2 MB) whether or not --http was on.
+    code = (
+        "import sys;"
+        "from pyagent.control import retry;"
+        "from pyagent.control.options import RetryDecision;"
+        "from pyagent.store.jobcontrol import FailedRunRelease;"
+        "from pyagent.store.records import RunStatus;"
+        "released = FailedRunRelease(RunStatus.FAILED, 1, False, 5.0, True, None);"
+        "retry._report(None, 1, 1, released, RetryDecision(1, 3, 5.0));"
+        "retry._report(None, 1, 2, released, RetryDecision(4, 3, None));"
+        "print('prometheus_client' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+    ).stdout.strip()
+    assert out.splitlines()[-1] == "False"
+
+
 def test_the_schema_package_names_are_its_functions_after_any_import_order():
     # The package loads its parts on first use; a submodule named like one of its
     # functions would replace the function once imported.
