@@ -8,13 +8,13 @@ pyagent.liveness; this module holds the state and the side task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from pyagent import liveness
+from pyagent.control.waits import wait_any
 from pyagent.liveness import LeaseTerms, Sighting, Verdict
 from pyagent.logsetup import get_logger
 from pyagent.store.agent_store import AgentStore
@@ -126,7 +126,7 @@ class LeaseKeeper:
                 # Asleep until a job starts (an idle agent's event loop stays quiet).
                 self.jobs_started.clear()
                 if not self.running():
-                    await _wait_either(IDLE_WAIT, self.jobs_started, self.stop)
+                    await wait_any(IDLE_WAIT, self.jobs_started, self.stop)
                 continue
             silence = lease.silence()
             now = time.monotonic()
@@ -150,7 +150,7 @@ class LeaseKeeper:
             elif lease.fenced and silence < lease.fence_after:
                 lease.fenced = False
                 self.log.warning("Contact with the database is back: lease renewed", always=True)
-            await _wait(KEEPER_TICK, self.stop)
+            await wait_any(KEEPER_TICK, self.stop)
 
     async def _renew(self, budget: float) -> bool:
         """One renewal through the bookkeeping pool; False when it did not get through in
@@ -192,17 +192,3 @@ def _forget(
             task.exception()  # retrieved: an abandoned renewal's error is not news
 
     return done
-
-
-async def _wait_either(timeout: float, *events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-
-
-async def _wait(timeout: float, event: asyncio.Event) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)

@@ -16,8 +16,7 @@ import uuid
 from typing import Any
 
 import psycopg
-import pytest
-from pgadmin_support import PGADMIN_VERSION, PgAdmin, PgAdminUnavailable, execute, locate_pgadmin
+from pgadmin_support import execute
 from test_pgadmin_contract import (
     BATCH_STEP,
     DISABLED_STEP,
@@ -31,21 +30,6 @@ from test_pgadmin_contract import (
 )
 
 from tests.jobscli import jobs, write
-
-
-@pytest.fixture(scope="module")
-def pgadmin(tmp_path_factory: pytest.TempPathFactory) -> PgAdmin:
-    try:
-        root = locate_pgadmin(tmp_path_factory.mktemp("pgadmin-download"))
-    except PgAdminUnavailable as exc:
-        pytest.skip(f"pgAdmin {PGADMIN_VERSION} templates are not available: {exc}")
-    return PgAdmin(root)
-
-
-@pytest.fixture(params=["db", "ext_db"])
-def target(request):
-    """Our schema, then the real extension."""
-    return request.getfixturevalue(request.param)
 
 
 def snapshot(conn: psycopg.Connection[Any], jobid: int) -> dict[str, Any]:

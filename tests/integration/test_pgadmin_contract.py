@@ -56,21 +56,6 @@ FIRST_RUN_WITHOUT_EXCEPTION = "2090-01-01 02:00:00+00"
 # --- fixtures ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pgadmin(tmp_path_factory: pytest.TempPathFactory) -> PgAdmin:
-    try:
-        root = locate_pgadmin(tmp_path_factory.mktemp("pgadmin-download"))
-    except PgAdminUnavailable as exc:
-        pytest.skip(f"pgAdmin {PGADMIN_VERSION} templates are not available: {exc}")
-    return PgAdmin(root)
-
-
-@pytest.fixture(params=["db", "ext_db"])
-def target(request):
-    """Our schema, then the real extension."""
-    return request.getfixturevalue(request.param)
-
-
 @contextmanager
 def pgadmin_session(pgadmin: PgAdmin, dsn: str) -> Iterator[Session]:
     conn = pgadmin_connect(dsn)

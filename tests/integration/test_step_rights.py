@@ -29,7 +29,6 @@ from tests.integration.test_pgadmin_contract import (
     superuser,
 )
 from tests.jobscli import jobs, no_traceback
-from tests.pgadmin_support import PGADMIN_VERSION, PgAdmin, PgAdminUnavailable, locate_pgadmin
 
 REPO = Path(__file__).resolve().parents[2]
 AUTHOR_MODE = ["-t", "1", "--step-rights", "author"]
@@ -601,15 +600,6 @@ def test_grant_editor_grants_what_the_docs_say_and_names_risks(authored, conn, r
 
 
 # --- pgAdmin's own dialogs -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pgadmin(tmp_path_factory: pytest.TempPathFactory) -> PgAdmin:
-    try:
-        root = locate_pgadmin(tmp_path_factory.mktemp("pgadmin-download"))
-    except PgAdminUnavailable as exc:
-        pytest.skip(f"pgAdmin {PGADMIN_VERSION} templates are not available: {exc}")
-    return PgAdmin(root)
 
 
 @pytest.fixture(params=["db", "ext_db"])

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from pgadmin_support import PGADMIN_VERSION, PgAdmin, PgAdminUnavailable, locate_pgadmin
 from test_pgadmin_contract import pgadmin_session
 
 from pyagent import schedule
@@ -37,21 +36,6 @@ schedules:
   - name: three
     cron: 0 3 * * *
 """
-
-
-@pytest.fixture(params=["db", "ext_db"])
-def target(request):
-    """Our schema, then the real extension."""
-    return request.getfixturevalue(request.param)
-
-
-@pytest.fixture(scope="module")
-def pgadmin(tmp_path_factory: pytest.TempPathFactory) -> PgAdmin:
-    try:
-        root = locate_pgadmin(tmp_path_factory.mktemp("pgadmin-download"))
-    except PgAdminUnavailable as exc:
-        pytest.skip(f"pgAdmin {PGADMIN_VERSION} templates are not available: {exc}")
-    return PgAdmin(root)
 
 
 @contextmanager
