@@ -16,12 +16,13 @@ from pyagent.control.options import JobControlOptions, read_job_control
 from pyagent.control.retry import RetryOutcome, release_with_retries
 from pyagent.duration import format_duration
 from pyagent.logsetup import get_logger
+from pyagent.runtag import run_tag
 from pyagent.settings import Settings
 from pyagent.steps.batch import BatchOptions, run_batch_step
 from pyagent.steps.pools import StepPools
 from pyagent.steps.result import StepOutcome
 from pyagent.steps.sql import NO_CONNECTION, PreparedSession, run_sql_step
-from pyagent.store.agent_store import AgentStore, ClaimLost, run_tag
+from pyagent.store.agent_store import AgentStore, ClaimLost
 from pyagent.store.records import Claim, FallbackRelease, OnError, RunStatus, StepDef, StepKind
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ async def execute_step(
     prepared: PreparedSession | None = None,
 ) -> StepOutcome:
     """Run one step and describe its outcome; never raises except on cancellation. `tag`
-    names the step's database session while it runs (see store.agent_store.run_tag);
+    names the step's database session while it runs (see pyagent.runtag);
     `prepared` is the SQL step's connection, opened ahead (see prepare_session)."""
     log = get_logger()
     limit = ctx.settings.max_output_bytes

@@ -309,17 +309,9 @@ class Agent:
         if self.metrics is not None:
             self.metrics.reconnected()
         kept = set(adopted or [])
-        lost = 0
-        for job_id, run in list(self.runs.items()):
-            if job_id in kept:
-                run.owner = new_pid
-            elif run.task is not None and not run.task.done() and run.owner == old_pid:
-                lost += 1
-                run.stop(
-                    "Stopped: another agent cleared this agent while it was out of contact "
-                    "and took the job over",
-                    lost=True,
-                )
+        for job_id in kept & self.runs.keys():
+            self.runs[job_id].owner = new_pid
+        lost = self._stop_taken_over(lambda run: run.owner == old_pid)
         line = f"Reconnected to the database; agent registered again as pid {new_pid}"
         if kept:
             line += f"; {len(kept)} running job(s) kept"
@@ -548,19 +540,27 @@ class Agent:
             self.metrics.fenced()
         return len(stopped)
 
+    def _stop_taken_over(self, which: Callable[[JobRun], bool]) -> int:
+        """Stop the unfinished runs `which` picks: another agent cleared this one and took
+        their jobs over, so they write nothing more. Returns how many were stopped."""
+        stopped = [
+            run
+            for run in list(self.runs.values())
+            if run.task is not None and not run.task.done() and which(run)
+        ]
+        for run in stopped:
+            run.stop(
+                "Stopped: another agent cleared this agent while it was out of contact "
+                "and took the job over",
+                lost=True,
+            )
+        return len(stopped)
+
     def _on_cleared(self) -> None:
         """This agent's row is gone: another agent cleared it and took its jobs over."""
         if self.lease.pid is None:
             return
-        stopped = 0
-        for run in list(self.runs.values()):
-            if run.task is not None and not run.task.done():
-                stopped += 1
-                run.stop(
-                    "Stopped: another agent cleared this agent while it was out of contact "
-                    "and took the job over",
-                    lost=True,
-                )
+        stopped = self._stop_taken_over(lambda run: True)
         self.lease.pid = None
         self.lease.renewed_value = None
         self.state.pid = None

@@ -366,6 +366,14 @@ def _remove_tree(path: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+_WORKDIR_PREFIX = "pga_"  # a step's directory: pga_<job>_<step>_<random>
+
+
+def _tmp_root(explicit: str | None) -> str:
+    """Where step directories are made: the configured root, else $TMPDIR, else /tmp."""
+    return explicit or os.environ.get("TMPDIR") or DEFAULT_TMP_ROOT
+
+
 async def run_batch_step(
     job_id: int,
     step_id: int,
@@ -378,9 +386,10 @@ async def run_batch_step(
     cancellation the script's process group is ended, the directory removed, and
     CancelledError re-raised. The step's directory records who runs it (see
     `end_orphaned_steps`); `owner_tag` says which run it belongs to."""
-    tmp_root = options.tmp_root or os.environ.get("TMPDIR") or DEFAULT_TMP_ROOT
     try:
-        workdir = tempfile.mkdtemp(prefix=f"pga_{job_id}_{step_id}_", dir=tmp_root)  # 0700
+        workdir = tempfile.mkdtemp(
+            prefix=f"{_WORKDIR_PREFIX}{job_id}_{step_id}_", dir=_tmp_root(options.tmp_root)
+        )  # 0700
     except OSError:
         return StepOutcome(False, -1, TEMP_DIR_FAILED)
     try:
@@ -399,7 +408,6 @@ async def run_batch_step(
 # --------------------------------------------------------------------------------------------
 
 OWNER_FILE = "pyagent.owner"
-_WORKDIR_PREFIX = "pga_"
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -445,7 +453,7 @@ async def end_orphaned_steps(tmp_root: str | None = None, grace: float = 5.0) ->
     """End the batch steps a killed agent of this user left behind on this host: a step
     directory whose recorded agent process is gone has its process group terminated (if
     it is still the recorded one) and is removed. Run by the agent at start."""
-    root = tmp_root or os.environ.get("TMPDIR") or DEFAULT_TMP_ROOT
+    root = _tmp_root(tmp_root)
     found: list[OrphanedStep] = []
     try:
         entries = list(os.scandir(root))

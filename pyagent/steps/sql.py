@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
@@ -20,6 +19,7 @@ from psycopg import pq
 from psycopg.errors import Diagnostic
 
 from pyagent.logsetup import scrub
+from pyagent.runtag import TAG
 from pyagent.steps.pools import StepConnection, TargetPool
 from pyagent.steps.result import StepOutcome, clean_text
 
@@ -105,15 +105,12 @@ async def run_sql_step(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-_TAG = re.compile(r"pyagent run \d+ \(job \d+, step \d+\)")
-
-
 async def _name_session(conn: StepConnection, tag: str) -> None:
     # One simple-protocol statement, the cheapest round trip psycopg makes (the agent pays
-    # it per SQL step). The tag is made by store.agent_store.run_tag of integers only, and
+    # it per SQL step). The tag is made by pyagent.runtag.run_tag of integers only, and
     # checked to be exactly that before it is written between quotes; anything else would
     # not be sent.
-    if not _TAG.fullmatch(tag):
+    if not TAG.fullmatch(tag):
         raise ValueError(f"not a run tag: {tag!r}")
     # A failure here (a broken connection) shows in the step's own execution right after.
     with contextlib.suppress(psycopg.Error):

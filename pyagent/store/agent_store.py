@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 
+from pyagent import runtag
 from pyagent.annotations import job_timezone
 from pyagent.conninfo import mask_conninfo
 from pyagent.liveness import ADVERT_CLASS, LeaseTerms, Sighting
@@ -52,21 +52,10 @@ SUPPORTED_SCHEMA_VERSION = "4"
 # and how long a terminated session may take to go.
 CANCEL_WAIT = 2.0
 TERMINATE_WAIT = 5.0
-_RUN_TAG = re.compile(r"^pyagent run (\d+) \(")
 
 
 class ClaimLost(Exception):
     """The job is no longer claimed by this agent (another agent cleared it meanwhile)."""
-
-
-def run_tag(jlgid: int, job_id: int, step_id: int) -> str:
-    """The application_name of a step's session while the step runs: another agent finds
-    the sessions of a dead agent's runs by it."""
-    return f"pyagent run {jlgid} (job {job_id}, step {step_id})"
-
-
-def _run_tag_pattern(jlgid: int) -> str:
-    return f"pyagent run {jlgid} (%"
 
 
 def statement(name: str) -> str:
@@ -268,7 +257,7 @@ class AgentStore:
         its own service session, if the server still has it): cancel their statements,
         then terminate them, within a bound. Returns, per run, what was done."""
         params = {
-            "patterns": [_run_tag_pattern(j) for j in jlgids],
+            "patterns": [runtag.like_pattern(j) for j in jlgids],
             "agent_pid": agent_pid,
             "advert_class": ADVERT_CLASS,
         }
@@ -296,7 +285,7 @@ class AgentStore:
             found = await query(
                 statement("run_backends"),
                 {
-                    "patterns": [_run_tag_pattern(jlgid)],
+                    "patterns": [runtag.like_pattern(jlgid)],
                     "agent_pid": 0,
                     "advert_class": ADVERT_CLASS,
                 },
@@ -363,7 +352,7 @@ class AgentStore:
     # ---- claims -------------------------------------------------------------------------
 
     async def claim(
-        self, station: str, limit: int, *, full: bool, own_pids: Sequence[int] = ()
+        self, station: str, limit: int, *, full: bool
     ) -> PollResult:
         """Claim up to `limit` due jobs. A full poll also renews the lease, learns when the
         next job is due and sees every other agent's row; a backlog poll only claims.
@@ -375,7 +364,7 @@ class AgentStore:
                     "pid": self.pid,
                     "station": station,
                     "limit": limit,
-                    "own_pids": sorted({*own_pids, *self._own_pids()}),
+                    "own_pids": self._own_pids(),
                     "advert_class": ADVERT_CLASS,
                 },
             )
@@ -644,7 +633,7 @@ async def stop_sessions(query: Query, found: Sequence[Row]) -> dict[int, str]:
     Returns, per run (from the session's run tag; 0 for an agent's own session), a note."""
     notes: dict[int, list[str]] = {}
     pids = [int(r[0]) for r in found]
-    run_of = {int(r[0]): _run_of(str(r[1] or "")) for r in found}
+    run_of = {int(r[0]): runtag.run_of(str(r[1] or "")) for r in found}
     refused: dict[int, str] = {}
 
     async def signal(name: str, targets: Sequence[int]) -> None:
@@ -681,11 +670,6 @@ async def stop_sessions(query: Query, found: Sequence[Row]) -> dict[int, str]:
             note = f"session {pid} ended when its statement was cancelled"
         notes.setdefault(run_of[pid], []).append(note)
     return {run: "; ".join(texts) for run, texts in notes.items()}
-
-
-def _run_of(application_name: str) -> int:
-    match = _RUN_TAG.match(application_name)
-    return int(match.group(1)) if match else 0
 
 
 def _author(row: Row) -> Author:

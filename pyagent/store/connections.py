@@ -139,18 +139,6 @@ class ServiceConnection:
         cur = await self._execute(sql, params)
         return int(cur.rowcount)
 
-    async def count_in_transaction(self, statements: Sequence[tuple[str, Params]]) -> int:
-        """Run statements in one transaction; the last one's row count."""
-        if self._conn is None:
-            raise psycopg.OperationalError("no service connection")
-        conn = self._conn
-
-        async def run() -> int:
-            async with conn.transaction():
-                return await _run_all(conn, statements)
-
-        return await asyncio.wait_for(run(), timeout=SERVICE_STATEMENT_TIMEOUT)
-
     async def _execute(self, sql: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self._conn is None:
             raise psycopg.OperationalError("no service connection")

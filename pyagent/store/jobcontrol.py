@@ -30,14 +30,6 @@ def statement(name: str) -> str:
     return load_blocks("pyagent.store", "jobcontrol.sql")[name]
 
 
-def _status(value: object) -> RunStatus | None:
-    """A status letter as stored (None for NULL or a letter pgAgent does not write)."""
-    try:
-        return None if value is None else RunStatus(str(value))
-    except ValueError:
-        return None
-
-
 # ---- records -----------------------------------------------------------------------------
 
 
@@ -142,10 +134,10 @@ class JobControlStore:
             start=start,
             duration=None if duration is None else float(duration),
             step_name=step,
-            step_status=_status(step_status),
+            step_status=RunStatus.stored(step_status),
             step_result=None if result is None else int(result),
             step_output=output,
-            previous_status=_status(previous),
+            previous_status=RunStatus.stored(previous),
         )
 
     async def job_run_history(self) -> list[JobHistory]:
@@ -209,7 +201,7 @@ class JobControlStore:
                 conn, statement("failure_streak"), {"job_id": job_id, "jlgid": jlgid}
             )
             assert streak_row is not None
-            final_status, streak = _status(streak_row[0]), int(streak_row[1])
+            final_status, streak = RunStatus.stored(streak_row[0]), int(streak_row[1])
             delay = None if kept else retry_delay(final_status, streak)
             retried = False
             next_run: datetime | None = None

@@ -23,6 +23,14 @@ class RunStatus(StrEnum):
         """The word pgAdmin shows for the letter."""
         return _LABELS[self]
 
+    @classmethod
+    def stored(cls, value: object) -> RunStatus | None:
+        """A status letter as stored (None for NULL or a letter pgAgent does not write)."""
+        try:
+            return None if value is None else cls(str(value))
+        except ValueError:
+            return None
+
 
 _LABELS = {
     RunStatus.RUNNING: "running",

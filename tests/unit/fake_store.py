@@ -170,7 +170,7 @@ class FakeStore:
         return []
 
     async def claim(
-        self, station: str, limit: int, *, full: bool, own_pids: Sequence[int] = ()
+        self, station: str, limit: int, *, full: bool
     ) -> PollResult:
         taken, self.due = self.due[:limit], self.due[limit:]
         self.calls.append(("claim", limit, full, tuple(taken)))
