@@ -16,7 +16,7 @@ from pyagent import __version__
 from pyagent import conninfo as ci
 from pyagent.control.cli import control_options, control_settings, secrets_of
 from pyagent.dboption import database_named
-from pyagent.envconfig import ALERT_WEBHOOK_VAR, STEP_CONNINFO_VAR
+from pyagent.envconfig import ALERT_WEBHOOK_VAR, CONNINFO_VAR, STEP_CONNINFO_VAR
 from pyagent.exitcodes import (
     EXIT_FAILED,
     EXIT_OK,
@@ -438,11 +438,11 @@ def _run_settings(conninfo: str, options: dict[str, Any], control: ControlSettin
 _CONFIG_SECRETS = tuple(
     f"{name}{suffix}"
     for name in (
-        "PYAGENT_CONNINFO",
+        CONNINFO_VAR,
         "PGAGENT_PASSWORD",
         "POSTGRES_PASSWORD",
-        "PYAGENT_ALERT_WEBHOOK",
-        "PYAGENT_STEP_CONNINFO",
+        ALERT_WEBHOOK_VAR,
+        STEP_CONNINFO_VAR,
     )
     for suffix in ("", "_FILE")
 )

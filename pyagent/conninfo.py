@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
+import psycopg
 from psycopg import conninfo as pgconninfo
 
 SECRET_KEYS = frozenset({"password", "sslpassword"})
@@ -24,6 +25,20 @@ def parse(conninfo: str) -> dict[str, str]:
         return {k: str(v) for k, v in pgconninfo.conninfo_to_dict(conninfo).items()}
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's message
         raise ConninfoError(str(exc).strip()) from exc
+
+
+def connect_for_command(
+    conninfo: str, application_name: str | None = None
+) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection for one management command. No server-side prepared
+    statements (psycopg prepares a statement run 5 times): through a transaction pooler
+    (PgBouncer) they would land on another client's server connection, and a short-lived
+    command gains nothing from them. The session is named `application_name`, if given,
+    unless the conninfo names it."""
+    params: dict[str, object] = {"autocommit": True, "prepare_threshold": None}
+    if application_name and "application_name" not in pgconninfo.conninfo_to_dict(conninfo):
+        params["application_name"] = application_name
+    return psycopg.connect(conninfo, **params)  # type: ignore[arg-type]
 
 
 def with_dbname(conninfo: str, dbname: str) -> str:

@@ -1,6 +1,6 @@
 """Which database a management command (`pyagent jobs …`, `pyagent schema …`) works on:
 `-d`/`--db` CONNINFO, else PYAGENT_CONNINFO, else libpq's own PG* variables and ~/.pgpass
-(an empty conninfo). Only click is imported."""
+(an empty conninfo). Only click (and the variable names of pyagent.envconfig) is imported."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 
 import click
 
+from pyagent.envconfig import CONNINFO_VAR
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-CONNINFO_VAR = "PYAGENT_CONNINFO"
 _URI = re.compile(r"^postgres(ql)?://")
 
 
@@ -30,9 +31,9 @@ def db_option(func: F) -> F:
     )(func)
 
 
-def given_on_command_line(ctx: click.Context, name: str = "conninfo") -> bool:
-    """Whether the option came from the command line (not from the environment)."""
-    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+def given_on_command_line(ctx: click.Context) -> bool:
+    """Whether -d/--db came from the command line (not from the environment)."""
+    return ctx.get_parameter_source("conninfo") == click.core.ParameterSource.COMMANDLINE
 
 
 def looks_like_conninfo(text: str) -> bool:

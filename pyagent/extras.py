@@ -8,18 +8,9 @@ from __future__ import annotations
 import psycopg
 
 from pyagent import resources
+from pyagent.conninfo import connect_for_command
 
 EXTRA_TRIGGERS = ("pyagent_notify_trigger", "pyagent_timezone_trigger")
-
-
-def has_notify_trigger(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
-    """True when pgagent.pga_job carries pyagent's notify trigger."""
-    row = conn.execute(
-        "SELECT count(*) FROM pg_catalog.pg_trigger"
-        " WHERE tgname = 'pyagent_notify_trigger'"
-        " AND tgrelid = 'pgagent.pga_job'::pg_catalog.regclass"
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def has_extras(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -35,8 +26,7 @@ def has_extras(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
 def add_notify_trigger(conninfo: str) -> bool:
     """Add pyagent's extras (notify trigger, due-jobs index, time-zone trigger) to an
     existing schema (ours or the extension's); idempotent. False if they were all there."""
-    # prepare_threshold=None: usable through a transaction pooler (see schema.checker).
-    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
+    with connect_for_command(conninfo) as conn:
         present = has_extras(conn)
         with conn.transaction():
             for name in resources.EXTRAS_FILES:
@@ -68,7 +58,7 @@ def add_authorship(conninfo: str, *, change_log_days: float | None = None) -> bo
     """Install (or refresh) the authorship records and their triggers, in one transaction;
     with `change_log_days`, also set how long the change log keeps entries. False if they
     were already there."""
-    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
+    with connect_for_command(conninfo) as conn:
         present = has_authorship(conn)
         with conn.transaction():
             conn.execute(resources.read_sql_file(resources.AUTHORSHIP_FILE).encode())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import psycopg
 
+from pyagent.dboption import db_option
 from pyagent.exitcodes import (
     EXIT_CHANGES,
     EXIT_CONFLICT,
@@ -42,18 +43,6 @@ Exit status: {EXIT_OK} ok; {EXIT_FAILED} error (or the job run failed);
 {EXIT_NOT_RUNNING} cancel: the job is not running (nothing changed);
 {EXIT_LOCK_TIMEOUT} apply: gave up waiting for another apply (--lock-timeout);
 {EXIT_CONFLICT} apply: a job was edited meanwhile (nothing changed)."""
-
-
-def db_option(func: F) -> F:
-    return click.option(
-        "-d",
-        "--db",
-        "conninfo",
-        envvar="PYAGENT_CONNINFO",
-        metavar="CONNINFO",
-        help="Database holding the pgagent schema: a libpq conninfo or URI "
-        "(env PYAGENT_CONNINFO; default: libpq's PG* variables and ~/.pgpass).",
-    )(func)
 
 
 def json_option(func: F) -> F:

@@ -20,7 +20,7 @@ from pyagent.annotations import (
 )
 from pyagent.jobs import cron
 from pyagent.jobs.lookup import by_job, find_job
-from pyagent.jobs.model import KIND_WORD, ON_ERROR_WORD
+from pyagent.jobs.model import KIND_WORD, NATIVE_FIELDS, ON_ERROR_WORD
 from pyagent.jobs.zones import Zone, own_zone
 from pyagent.safetext import INVISIBLE
 from pyagent.store.catalog import Catalog, JobRecord, ScheduleRecord, StepRecord
@@ -103,7 +103,7 @@ def schedule_document(sched: ScheduleRecord, zone: Zone) -> dict[str, Any]:
     if text is not None:
         doc["cron"] = text
     else:
-        for kind in ("minutes", "hours", "weekdays", "monthdays", "months"):
+        for kind in NATIVE_FIELDS:
             value = cron.format_native(kind, fields.get(kind))
             if value is not None:
                 doc[kind] = value

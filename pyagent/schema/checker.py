@@ -9,6 +9,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.rows import tuple_row
 
+from pyagent.conninfo import connect_for_command
 from pyagent.schema.expected import (
     AGENT_FUNCTIONS,
     AGENT_SEQUENCES,
@@ -423,7 +424,5 @@ def check_on(conn: psycopg.Connection[Any]) -> CheckReport:
 
 def check(conninfo: str) -> CheckReport:
     """Connect with `conninfo` and check the pgagent schema there (see check_on)."""
-    # prepare_threshold=None: usable through a transaction pooler, whose server
-    # connections do not keep a client's prepared statements.
-    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
+    with connect_for_command(conninfo) as conn:
         return check_on(conn)

@@ -67,9 +67,6 @@ def schema_install(
     )
 
 
-# `pyagent schema check` exit statuses (docs/schema.md).
-
-
 @schema_group.command("check")
 @db_option
 @click.argument("dsn", required=False)

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pyagent.conninfo import connect_for_command
 from pyagent.schema.privileges import display_role
 from pyagent.store.sqlfile import load_blocks
 
@@ -53,7 +54,7 @@ def grant_editor(conninfo: str, role: str, *, dry_run: bool = False) -> EditorGr
     and list what else it holds that could forge authorship."""
     from pyagent import extras
 
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect_for_command(conninfo) as conn:
         if not _role_exists(conn, role):
             raise UnknownRole(f"there is no role named {role!r} in this server")
         statements = grant_statements(role, with_authorship=extras.has_authorship(conn))

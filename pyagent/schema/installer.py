@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from pyagent import resources
+from pyagent.conninfo import connect_for_command
 
 SCHEMA_NAME: Final = "pgagent"
 REQUIRED_SCHEMA_VERSION: Final = 4
@@ -40,8 +41,7 @@ def _existing_schema_reason(conn: psycopg.Connection[Any]) -> str | None:
 
 def install(conninfo: str, *, with_notify: bool = False) -> InstallResult:
     """Create the pgagent schema in one transaction; refuse if one already exists."""
-    # prepare_threshold=None: usable through a transaction pooler (see schema.checker).
-    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
+    with connect_for_command(conninfo) as conn:
         install_on(conn, with_notify=with_notify)
     return InstallResult(with_notify=with_notify)
 

@@ -14,8 +14,8 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
+from pyagent.conninfo import connect_for_command
 from pyagent.store.authorship import AuthorshipRecords
 from pyagent.store.jobcontrol import CancelRequests
 from pyagent.store.records import OnError, RunStatus, StepKind, sighting_from_row
@@ -216,26 +216,14 @@ def _flags(value: object, length: int) -> Flags:
     return tuple(item is True for item in items)
 
 
-def _status(value: object) -> RunStatus | None:
-    try:
-        return RunStatus(str(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 def connect_catalog(conninfo: str, application_name: str = "pyagent jobs") -> Catalog:
     """A Catalog on a new autocommit connection, for one management command: `conninfo`
     is a libpq conninfo or URI ("": libpq's PG* variables and ~/.pgpass); the session is
     named `application_name` unless the conninfo names it. Raises psycopg.ProgrammingError
     for a malformed conninfo and psycopg.OperationalError when the connection fails. Use
     it in a `with` block (or call `close()`)."""
-    # No server-side prepared statements (psycopg prepares a statement run 5 times, as
-    # `run --wait` polls): through a transaction pooler (PgBouncer) they would land on
-    # another client's server connection. A short-lived command gains nothing from them.
-    params: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-    if "application_name" not in conninfo_to_dict(conninfo):
-        params["application_name"] = application_name
-    return Catalog(psycopg.connect(conninfo, **params))
+    # `run --wait` polls with one statement: connect_for_command prepares none.
+    return Catalog(connect_for_command(conninfo, application_name))
 
 
 class Catalog:
@@ -360,7 +348,8 @@ class Catalog:
 
     @staticmethod
     def _run(r: tuple[Any, ...]) -> RunRecord:
-        return RunRecord(r[0], r[1], r[2], _status(r[3]) or RunStatus.INTERNAL_ERROR, r[4], r[5])
+        status = RunStatus.stored(r[3]) or RunStatus.INTERNAL_ERROR
+        return RunRecord(r[0], r[1], r[2], status, r[4], r[5])
 
     def runs(
         self, jobid: int | None = None, *, limit: int = 20, failed_only: bool = False
@@ -385,7 +374,7 @@ class Catalog:
                 jlgid=r[1],
                 jstid=r[2],
                 step_name=r[3],
-                status=_status(r[4]) or RunStatus.INTERNAL_ERROR,
+                status=RunStatus.stored(r[4]) or RunStatus.INTERNAL_ERROR,
                 result=r[5],
                 start=r[6],
                 duration=r[7],
@@ -539,7 +528,7 @@ def _job(r: tuple[Any, ...]) -> JobRecord:
         next_run=r[10],
         last_run=r[11],
         last_jlgid=r[12],
-        last_status=_status(r[13]),
+        last_status=RunStatus.stored(r[13]),
         last_start=r[14],
         last_duration=r[15],
     )
